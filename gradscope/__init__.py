@@ -1,0 +1,39 @@
+"""gradscope: see inside an optimizer while a network trains.
+
+Subpackages are imported lazily (module ``__getattr__``, as scipy does), so that
+``gradscope info run.h5`` never pays for importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_SUBMODULES = {
+    "optim",
+    "examplewise",
+    "record",
+    "runfile",
+    "theory",
+    "analysis",
+    "plot",
+    "report",
+    "errors",
+}
+_LAZY_ATTRS = {"Recorder": "gradscope.record"}
+
+__all__ = sorted(_SUBMODULES | set(_LAZY_ATTRS) | {"__version__"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"gradscope.{name}")
+    if name in _LAZY_ATTRS:
+        return getattr(importlib.import_module(_LAZY_ATTRS[name]), name)
+    raise AttributeError(f"module 'gradscope' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

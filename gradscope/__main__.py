@@ -1,0 +1,5 @@
+"""``python -m gradscope`` runs the command-line interface."""
+
+from gradscope.cli import main
+
+main()

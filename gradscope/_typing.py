@@ -1,0 +1,10 @@
+"""Shared type aliases."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.floating]
+LayerName = str
+Step = int
