@@ -1,0 +1,101 @@
+"""ms/step of every gradscope optimizer against torch.optim.Adam, measured side by side.
+
+CPU: ~5M parameters in 50 tensors (25 x Linear(448, 448)); CUDA (if present): ~100M in
+200 tensors. Fixed gradients, candidates interleaved round by round, medians reported,
+ratios against torch's default Adam (the per-tensor loop on CPU) and its fused Adam.
+
+    python benchmarks/optim_step.py [--rounds 5] [--steps 20] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import gradscope.optim as O
+
+
+def make_params(device: str, n_layers: int, width: int) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    params = []
+    for _ in range(n_layers):
+        w = torch.randn(width, width, generator=gen).to(device).requires_grad_()
+        b = torch.randn(width, generator=gen).to(device).requires_grad_()
+        w.grad, b.grad = torch.randn_like(w) * 1e-2, torch.randn_like(b) * 1e-2
+        params += [w, b]
+    return params
+
+
+def candidates() -> dict:
+    c = {
+        "torch Adam (default)": lambda p: torch.optim.Adam(p, lr=1e-3),
+        "torch Adam foreach": lambda p: torch.optim.Adam(p, lr=1e-3, foreach=True),
+        "torch Adam fused": lambda p: torch.optim.Adam(p, lr=1e-3, fused=True),
+    }
+    for name, cls in O.OPTIMIZERS.items():
+        c[f"gradscope {name}"] = lambda p, cls=cls: cls(p)
+    c["gradscope aida k=8"] = lambda p: O.Aida(p, k=8)  # cost must not grow with K
+    c["gradscope aida k=2 foreach"] = lambda p: O.Aida(p, foreach=True)
+    c["gradscope adam foreach"] = lambda p: O.Adam(p, foreach=True)
+    return c
+
+
+def time_steps(opt: torch.optim.Optimizer, params, steps: int, device: str) -> float:
+    eve = isinstance(opt, O.Eve)
+    sq = {p: p.grad * p.grad for p in params} if eve else None
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    times = []
+    for _ in range(steps):
+        if eve:
+            opt.set_examplewise(sq, 1)
+        sync()
+        t0 = time.perf_counter()
+        opt.step()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=15)
+    ap.add_argument("--only", nargs="*", help="substrings of candidate names to run")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    n_layers, width = (25, 448) if args.device == "cpu" else (100, 1000)
+    params = make_params(args.device, n_layers, width)
+    n = sum(p.numel() for p in params)
+    print(
+        f"{n / 1e6:.2f}M parameters in {len(params)} tensors on {args.device}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
+    cands = candidates()
+    if args.only:
+        keep = {"torch Adam (default)", "torch Adam fused"}
+        cands = {k: v for k, v in cands.items() if k in keep or any(s in k for s in args.only)}
+    results: dict[str, list[float]] = {k: [] for k in cands}
+    for _ in range(args.rounds):
+        for name, make in cands.items():
+            ps = [p.detach().clone().requires_grad_() for p in params]
+            for p, q in zip(ps, params):
+                p.grad = q.grad.clone()
+            opt = make(ps)
+            time_steps(opt, ps, 3, args.device)  # warm-up, creates state
+            results[name].append(time_steps(opt, ps, args.steps, args.device))
+    base = statistics.median(results["torch Adam (default)"])
+    fused = statistics.median(results["torch Adam fused"])
+    print(f"{'optimizer':32s} {'ms/step':>9s} {'x default':>10s} {'x fused':>8s}")
+    for name, vals in results.items():
+        ms = statistics.median(vals)
+        print(f"{name:32s} {ms:9.2f} {ms / base:10.2f} {ms / fused:8.2f}")
+
+
+if __name__ == "__main__":
+    main()

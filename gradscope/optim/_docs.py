@@ -1,0 +1,23 @@
+"""Argument descriptions shared by the optimizer docstrings (written once, as torch does)."""
+
+from __future__ import annotations
+
+COMMON_ARGS = """
+    Args:
+        params: iterable of parameters or dicts defining parameter groups.
+        lr: learning rate (the common stepsize; excluded from the reported stepsize u).
+        betas: coefficients (beta1, beta2) of the EMAs of the first and second moment.
+        eps: the epsilon of the rule above (where it goes matters: see the rule).
+        weight_decay: L2 coefficient; coupled (added to g before the moments) unless
+            ``decoupled_weight_decay`` (x <- x (1 - lr wd), as AdamW).
+        decoupled_weight_decay: use decoupled instead of coupled weight decay.
+        amsgrad: keep the running maximum of the second moment in the denominator.
+        maximize: maximize the objective instead of minimizing it.
+        foreach: use the multi-tensor ``torch._foreach_*`` path; None picks it for CUDA
+            parameters and the per-tensor loop otherwise.
+"""
+
+
+def with_args(doc: str, extra: str = "") -> str:
+    """Append the shared argument list (and optimizer-specific ones) to a docstring."""
+    return doc.rstrip() + "\n" + COMMON_ARGS + extra

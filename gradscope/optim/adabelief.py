@@ -1,0 +1,67 @@
+"""AdaBelief, declared on the shared core."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from gradscope.optim import _functional as F
+from gradscope.optim._core import AdaptiveOptimizer
+from gradscope.optim._docs import with_args
+
+
+class AdaBelief(AdaptiveOptimizer):
+    r"""AdaBelief (Zhuang et al. 2020), as the official adabelief-pytorch.
+
+    .. math::
+        s_t = \beta_2 s_{t-1} + (1-\beta_2)(g_t - m_t)^2 + \epsilon,\quad
+        u_t = 1 / (\sqrt{s_t / (1-\beta_2^t)} + \epsilon),\quad
+        x_t = x_{t-1} - \mathrm{lr}\, u_t\, m_t / (1-\beta_1^t)
+
+    with m_t Adam's first moment (the residual uses the *updated* m_t). eps enters twice:
+    into the state every step and outside the square root. ``rectify`` applies RAdam's
+    rectification (``r_t sqrt(1-b2^t)/(sqrt(s_t)+eps)`` once rho_t > 5, plain momentum
+    ``m_t / (1-b1^t)`` before).
+
+    Deviations: the official package changed its defaults across versions (eps 1e-8 vs
+    1e-16, weight_decouple, rectify); gradscope defaults to the 0.0.5-era setting the Aida
+    paper used (eps 1e-8, coupled L2, no rectify): pass them explicitly to compare.
+    The official rectify compares rho_t >= 5, gradscope (as RAdam) > 5: they differ only
+    if rho_t is exactly 5.
+
+    References: Zhuang et al., "AdaBelief Optimizer", NeurIPS 2020.
+    """
+
+    statistic = staticmethod(F.belief_residual)
+    eps_in_state = True
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        *,
+        amsgrad: bool = False,
+        decoupled_weight_decay: bool = False,
+        rectify: bool = False,
+        maximize: bool = False,
+        foreach: bool | None = None,
+    ) -> None:
+        super().__init__(
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            amsgrad=amsgrad,
+            decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize,
+            foreach=foreach,
+            rectify=rectify,
+        )
+
+
+AdaBelief.__doc__ = with_args(
+    AdaBelief.__doc__, "        rectify: RAdam-style rectification of the stepsize.\n"
+)

@@ -1,0 +1,98 @@
+"""The step-report API: what it returns equals what the step did, for ours and torch's."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import gradscope.optim as O
+from gradscope.errors import UnsupportedOptimizerError
+from gradscope.optim import introspect
+from tests.registry import CASE_IDS, CASES
+from tests.test_optim.conftest import grad_sequence, make_params
+
+TORCH_CASES = [
+    (torch.optim.Adam, dict(lr=0.05, betas=(0.8, 0.95), eps=1e-3)),
+    (torch.optim.Adam, dict(lr=0.05, weight_decay=0.1, amsgrad=True)),
+    (torch.optim.Adam, dict(lr=0.05, maximize=True)),
+    (torch.optim.AdamW, dict(lr=0.05, weight_decay=0.1)),
+    (torch.optim.SGD, dict(lr=0.1)),
+    (torch.optim.SGD, dict(lr=0.1, weight_decay=0.2)),
+    (torch.optim.SGD, dict(lr=0.1, momentum=0.9, weight_decay=0.1)),
+    (torch.optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1)),
+    (torch.optim.SGD, dict(lr=0.1, momentum=0.9, maximize=True)),
+]
+
+
+def _check(opt, params, grads, examplewise=False):
+    introspect.track(opt)
+    for step in grads:
+        before = [p.detach().clone() for p in params]
+        for p, g in zip(params, step):
+            p.grad = torch.as_tensor(g).reshape(p.shape)
+        if examplewise:
+            opt.set_examplewise({p: p.grad**2 * 2 for p in params}, 2)
+        opt.step()
+        records = introspect.last_step(opt)
+        assert [r.param for r in records] == params
+        for r, x0 in zip(records, before):
+            torch.testing.assert_close(r.update, r.param.detach() - x0, rtol=1e-10, atol=1e-14)
+            assert r.stepsize.dim() in (0, r.param.dim())
+            assert r.lr == opt.param_groups[r.group]["lr"]
+            assert r.grad is r.param.grad
+    return records
+
+
+@pytest.mark.parametrize(("cls", "cfg"), TORCH_CASES)
+def test_torch_optimizers_are_read_from_their_state(cls, cfg):
+    params = [p.requires_grad_() for p in make_params()]
+    records = _check(cls(params, **cfg), params, grad_sequence(steps=5))
+    if cls is not torch.optim.SGD:
+        b1, b2 = cfg.get("betas", (0.9, 0.999))
+        eps = cfg.get("eps", 1e-8)
+        for r in records:
+            # update = -lr u m_hat (+ decoupled decay): the u part is Adam's definition
+            v = r.exp_avg_sq
+            if cfg.get("amsgrad"):
+                continue
+            expected = 1 / (torch.sqrt(v / (1 - b2**5)) + eps)
+            torch.testing.assert_close(r.stepsize, expected)
+            assert r.exp_avg is not None and math.isclose(b1, b1)
+
+
+@pytest.mark.parametrize(("info", "cfg"), CASES, ids=CASE_IDS)
+def test_gradscope_reports_the_update_it_applied(info, cfg):
+    params = [p.requires_grad_() for p in make_params()]
+    opt = info.cls(params, **cfg)
+    records = _check(opt, params, grad_sequence(steps=4), examplewise=info.examplewise)
+    for r in records:
+        if r.exp_avg is not None and info.ref not in ("sgd", "fromage"):
+            # update = -lr u m_hat for every Adam-family rule without decoupled decay
+            group = opt.param_groups[0]
+            if not (group["weight_decay"] and group["decoupled_weight_decay"]):
+                t = 4
+                b1 = opt.param_groups[0]["betas"][0]
+                expected = -r.lr * r.stepsize * r.exp_avg / (1 - b1**t)
+                torch.testing.assert_close(
+                    r.update, expected.expand_as(r.update), rtol=1e-10, atol=1e-14
+                )
+
+
+def test_untracked_gradscope_optimizer_says_how_to_fix():
+    p = torch.zeros(2, requires_grad=True)
+    opt = O.Adam([p])
+    p.grad = torch.ones(2)
+    opt.step()
+    with pytest.raises(introspect.NotTrackedError, match="track"):
+        introspect.last_step(opt)
+
+
+def test_unknown_optimizer_is_named_in_the_error():
+    opt = torch.optim.Adagrad([torch.zeros(2, requires_grad=True)])
+    with pytest.raises(UnsupportedOptimizerError, match="Adagrad"):
+        introspect.last_step(opt)
+    with pytest.raises(UnsupportedOptimizerError, match="Adagrad"):
+        introspect.track(opt)
+    assert not introspect.supports(opt) and introspect.supports(O.Aida([torch.zeros(1)]))
