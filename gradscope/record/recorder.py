@@ -1,0 +1,794 @@
+"""The recorder: a thin layer over ``Optimizer.register_step_pre_hook``/``post_hook``.
+
+Usage::
+
+    with Recorder(model, optimizer, "run.h5", every=1) as rec:
+        for x, y in loader:
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            rec.log_loss(loss)          # optional, before optimizer.step()
+            optimizer.step()            # recording happens in the step hooks
+            optimizer.zero_grad()
+
+What the optimizer did is read through :mod:`gradscope.optim.introspect` (Rule 4): the
+recorder never re-derives optimizer math. Reductions run on the parameters' device and are
+copied to the host once per recorded step; a writer thread appends them to the run file.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import platform
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import gradscope
+from gradscope import examplewise as ew
+from gradscope.errors import GradscopeError, RunFileError, UnsupportedLayerError
+from gradscope.optim import introspect
+from gradscope.record import schedules as sched
+from gradscope.record import summaries as sm
+from gradscope.runfile import schema as S
+from gradscope.runfile.writer import RunWriter
+
+_N_MOMENTS = len(sm.MOMENTS)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    summary: bool
+    hist: bool
+    samples: bool
+    full: bool
+
+    @property
+    def any(self) -> bool:
+        return self.summary or self.samples or self.full
+
+
+class Recorder:
+    """Record what an optimizer does to every parameter, into one HDF5 run file.
+
+    Args:
+        model: the model whose parameters the optimizer updates (a ``DistributedDataParallel``
+            wrapper is unwrapped). Supplies the layer names and the input-to-output order.
+        optimizer: a ``torch.optim.Optimizer`` that :mod:`gradscope.optim.introspect` can read
+            (gradscope's optimizers, ``torch.optim.Adam``/``AdamW``/``SGD``).
+        path: run file to create.
+        every: summary schedule: an int period or a ``step -> bool`` function
+            (:mod:`gradscope.record.schedules`). A summary row holds per-layer statistics of
+            every quantity, cosines to the previous row, loss and learning rates.
+        hist_every: histogram (and quantile) schedule, a subset of the summary rows;
+            default: every summary row. ``None`` disables histograms.
+        sample: coordinates per layer in the fixed random subsample (all if the layer is
+            smaller); 0 disables subsampling.
+        sample_every: subsample schedule; default: the summary schedule.
+        full_every: schedule of full-tensor dumps (default never).
+        examplewise_every: steps on which :meth:`record_examplewise` computes and records;
+            ``None`` (default): whenever it is called.
+        quantities: quantities with statistics and histograms.
+        sample_quantities: quantities whose subsample is stored.
+        full_quantities: quantities stored in full dumps.
+        cosine: store cosines between successive recorded gradients and updates (keeps a
+            float32 copy of both on the device).
+        seed: seed of the subsample indices.
+        live: write a SWMR file readers can follow while training runs (local disks only).
+        flush_every: rows per write block and flush; a SIGKILL loses at most this many rows.
+        flush_seconds: also flush when rows have waited this long.
+        overwrite: replace an existing file (otherwise :class:`RunFileError` is raised).
+        strict: raise recording errors (unwritable path, disk full) into the training loop
+            instead of warning once and stopping the recording.
+        per_rank: under ``torch.distributed``, every rank writes ``<stem>.rank<r>.h5``;
+            default: rank 0 only (DDP gradients and states are replicated after all-reduce).
+        tags: user metadata stored with the run (JSON-able).
+        compression: ``None``, ``"gzip"`` or ``"lzf"`` for subsamples and full tensors.
+
+    Raises:
+        RunFileError: the path exists and ``overwrite`` is false.
+        UnsupportedLayerError: a parameter the recorder cannot cover (named in the message).
+        UnsupportedOptimizerError: an optimizer introspection cannot read.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        path: str | os.PathLike[str],
+        every: int | sched.Schedule = 1,
+        *,
+        hist_every: int | sched.Schedule | None | str = "same",
+        sample: int = 4096,
+        sample_every: int | sched.Schedule | None | str = "same",
+        full_every: int | sched.Schedule | None = None,
+        examplewise_every: int | sched.Schedule | None = None,
+        quantities: Iterable[str] = S.QUANTITIES,
+        sample_quantities: Iterable[str] = ("grad", "update", "stepsize"),
+        full_quantities: Iterable[str] = ("grad", "update", "stepsize"),
+        cosine: bool = True,
+        seed: int = 0,
+        live: bool = False,
+        flush_every: int = S.DEFAULT_BLOCK,
+        flush_seconds: float = 30.0,
+        overwrite: bool = False,
+        strict: bool = False,
+        per_rank: bool = False,
+        tags: Mapping[str, Any] | None = None,
+        compression: str | None = None,
+    ) -> None:
+        if sample < 0:
+            raise ValueError(f"sample must be >= 0, got {sample}")
+        self.schedule = sched.as_schedule(every)
+        self.hist_schedule = (
+            self.schedule if hist_every == "same" else sched.as_schedule(hist_every)
+        )
+        self.sample_schedule = (
+            self.schedule if sample_every == "same" else sched.as_schedule(sample_every)
+        )
+        self.full_schedule = sched.as_schedule(full_every)
+        self.examplewise_schedule = (
+            None if examplewise_every is None else sched.as_schedule(examplewise_every)
+        )
+        self.quantities = _check_quantities(quantities, "quantities")
+        self.sample_quantities = _check_quantities(sample_quantities, "sample_quantities")
+        self.full_quantities = _check_quantities(full_quantities, "full_quantities")
+        if sample == 0:
+            self.sample_quantities = ()
+        if full_every is None:
+            self.full_quantities = ()
+        self.cosine_quantities = (
+            tuple(q for q in S.COSINE_QUANTITIES if q in self.quantities) if cosine else ()
+        )
+        self.sample = sample
+        self.seed = seed
+        self.strict = strict
+        self.tags = dict(tags or {})
+        self._writer_kw = {
+            "live": live,
+            "block": flush_every,
+            "flush_seconds": flush_seconds,
+            "overwrite": overwrite,
+            "compression": compression,
+        }
+        self.optimizer = optimizer
+        self.model = _unwrap(model)
+        self.rank, self.world_size = _dist_rank()
+        self.path = Path(path)
+        if per_rank and self.world_size > 1:
+            self.path = self.path.with_name(
+                f"{self.path.stem}.rank{self.rank:05d}{self.path.suffix}"
+            )
+        self.active = per_rank or self.rank == 0
+
+        self._params, self._names, self._groups = _collect_params(self.model, optimizer)
+        self._handles: list[Any] = []
+        self._forward_seen: dict[int, int] = {}
+        self._step = 0
+        self._plan: _Plan | None = None
+        self._tracking: bool | None = None
+        self._pending_loss: torch.Tensor | float | None = None
+        self._writer: RunWriter | None = None
+        self._failed = False
+        self._closed = False
+        self._prev: dict[str, list[torch.Tensor | None]] = {}
+        if not self.active:
+            return
+        if self.path.exists() and not overwrite:
+            raise RunFileError(f"{self.path} exists; pass overwrite=True to replace it")
+        introspect.track(optimizer, False)  # raises UnsupportedOptimizerError early
+        self._tracking = False
+        if not _writable_dir(self.path.parent):
+            self._fail(RunFileError(f"cannot create run file {self.path}: directory not writable"))
+            return
+        self._register_forward_order()
+        self._handles.append(optimizer.register_step_pre_hook(self._pre_hook))
+        self._handles.append(optimizer.register_step_post_hook(self._post_hook))
+
+    # ------------------------------------------------------------------ public
+    @property
+    def step(self) -> int:
+        """Optimizer steps seen so far."""
+        return self._step
+
+    @property
+    def recording(self) -> bool:
+        """False once recording stopped (closed, failed, or a non-recording rank)."""
+        return self.active and not self._failed and not self._closed
+
+    def log_loss(self, loss: torch.Tensor | float) -> None:
+        """Attach ``loss`` to the next optimizer step (call it before ``optimizer.step()``).
+
+        A tensor is kept on its device (no host sync) and copied with the step's summaries.
+        The loss returned by a closure passed to ``optimizer.step(closure)`` is logged
+        automatically.
+        """
+        self._pending_loss = loss.detach() if isinstance(loss, torch.Tensor) else float(loss)
+
+    def record_examplewise(
+        self,
+        loss_fn: Callable[..., torch.Tensor],
+        *batch: torch.Tensor,
+        chunk_size: int | None = None,
+        projections: bool = True,
+    ) -> dict[str, ew.LayerExamplewiseStats] | None:
+        """Per-example gradient statistics of ``batch``, recorded for the coming step.
+
+        Call it between ``backward()`` and ``optimizer.step()``: the row is stored under
+        step :attr:`step` + 1, the step this batch's gradient is used in. It runs
+        :func:`gradscope.examplewise.examplewise_moments` (an extra per-example backward
+        pass, ~10x a normal one on CPU) and stores :func:`~gradscope.examplewise.layer_stats`
+        per layer plus :func:`~gradscope.examplewise.network_stats` for the whole network.
+
+        Args:
+            loss_fn: mean-reduced ``loss_fn(outputs, targets)``.
+            *batch: ``(*inputs, targets)``.
+            chunk_size: examples per ``vmap`` call (memory bound).
+            projections: also compute the inner-product and orthogonality tests.
+
+        Returns:
+            The per-layer statistics, or ``None`` when the ``examplewise_every`` schedule
+            skips this step or recording has stopped.
+
+        Raises:
+            UnsupportedLayerError: the model has layers without per-example gradients
+                (BatchNorm in training mode).
+        """
+        t = self._step + 1
+        if not self.recording:
+            return None
+        if self.examplewise_schedule is not None and not self.examplewise_schedule(t):
+            return None
+        moments = ew.examplewise_moments(
+            self.model, loss_fn, *batch, chunk_size=chunk_size, projections=projections
+        )
+        per_layer = ew.layer_stats(moments)
+        try:
+            if self._writer is None:
+                self._open()
+            rows = [per_layer.get(self._names[i]) for i in self._cols]
+            rows.append(ew.network_stats(moments))
+            device = self._params[0].device
+            table = [
+                None if r is None else torch.stack([_ew_value(r, k) for k in S.EXAMPLEWISE_STATS])
+                for r in rows
+            ]
+            arr = sm.stack_rows(table, len(S.EXAMPLEWISE_STATS), device)
+            host = torch.cat([arr.reshape(-1).double(), moments.loss.reshape(1).double()]).cpu()
+            host = host.numpy()
+            self._writer.write_examplewise(
+                t, moments.batch_size, float(host[-1]), host[:-1].reshape(arr.shape)
+            )
+        except Exception as exc:  # noqa: BLE001 - see _fail
+            self._fail(exc)
+        return per_layer
+
+    def flush(self) -> None:
+        """Write every recorded step to disk now."""
+        if self._writer is not None and not self._failed:
+            try:
+                self._writer.flush()
+            except RunFileError as exc:
+                self._fail(exc)
+
+    def close(self) -> None:
+        """Remove the hooks, write what is left and close the file. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._remove_hooks()
+        if self._tracking:
+            try:
+                introspect.track(self.optimizer, False)
+            except GradscopeError:
+                pass
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            try:
+                writer.close()
+            except RunFileError as exc:
+                self._fail(exc)
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:  # never mask the training loop's own exception with a recording error
+            self.close()
+        except GradscopeError as err:
+            warnings.warn(f"gradscope: closing {self.path} failed: {err}", RuntimeWarning, 2)
+
+    # ------------------------------------------------------------------ hooks
+    def _register_forward_order(self) -> None:
+        """Rank parameters by first use in forward: a module's own parameters when its
+        forward starts; parameters of submodules it used without calling them (e.g.
+        ``MultiheadAttention.out_proj``) when its forward ends. Removed at the first step."""
+        seen = self._forward_seen
+
+        def mark(params: Iterable[torch.Tensor]) -> None:
+            for p in params:
+                seen.setdefault(id(p), len(seen))
+
+        def pre_hook(module: nn.Module, _args: Any) -> None:
+            mark(module.parameters(recurse=False))
+
+        def post_hook(module: nn.Module, _args: Any, _out: Any) -> None:
+            mark(module.parameters())
+
+        self._fwd_handles = []
+        for name, m in self.model.named_modules():
+            if any(True for _ in m.parameters(recurse=False)):
+                self._fwd_handles.append(m.register_forward_pre_hook(pre_hook))
+            if name and any(True for _ in m.parameters()):  # not the root: unused stay -1
+                self._fwd_handles.append(m.register_forward_hook(post_hook))
+
+    def _remove_forward_hooks(self) -> None:
+        for h in getattr(self, "_fwd_handles", []):
+            h.remove()
+        self._fwd_handles = []
+
+    def _remove_hooks(self) -> None:
+        self._remove_forward_hooks()
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def _pre_hook(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> Any:
+        if not self.recording:
+            return None
+        try:
+            t = self._step + 1
+            s = self.schedule(t)
+            plan = _Plan(
+                summary=s,
+                hist=s and self.hist_schedule(t),
+                samples=bool(self.sample_quantities) and self.sample_schedule(t),
+                full=bool(self.full_quantities) and self.full_schedule(t),
+            )
+            self._plan = plan
+            if plan.any != self._tracking:
+                introspect.track(optimizer, plan.any)
+                self._tracking = plan.any
+            # args[0] is the optimizer itself (torch passes step's full argument list)
+            closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+            if closure is not None and plan.summary:
+                wrapped = self._wrap_closure(closure)
+                if "closure" in kwargs:
+                    return args, {**kwargs, "closure": wrapped}
+                return (args[0], wrapped, *args[2:]), kwargs
+        except Exception as exc:  # noqa: BLE001 - see _fail
+            self._fail(exc)
+        return None
+
+    def _wrap_closure(self, closure: Callable[[], Any]) -> Callable[[], Any]:
+        @functools.wraps(closure)
+        def wrapped() -> Any:
+            out = closure()
+            if isinstance(out, (torch.Tensor, float, int)):
+                self._pending_loss = out.detach() if isinstance(out, torch.Tensor) else float(out)
+            return out
+
+        return wrapped
+
+    def _post_hook(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        self._step += 1
+        loss, self._pending_loss = self._pending_loss, None
+        plan, self._plan = self._plan, None
+        if not self.recording or plan is None or not plan.any:
+            return
+        try:
+            if self._writer is None:
+                self._open()
+            with torch.no_grad():
+                self._record(plan, introspect.last_step(optimizer), loss)
+        except Exception as exc:  # noqa: BLE001 - see _fail
+            self._fail(exc)
+
+    # ------------------------------------------------------------------ failure policy
+    def _fail(self, exc: BaseException) -> None:
+        """Strict: raise. Otherwise warn once, stop recording and keep the file valid."""
+        if self.strict:
+            self._failed = True
+            self._remove_hooks()
+            if self._writer is not None:
+                try:
+                    self._writer.close()
+                except RunFileError:
+                    pass
+                self._writer = None
+            if isinstance(exc, GradscopeError):
+                raise exc
+            raise RunFileError(f"recording to {self.path} failed: {exc}") from exc
+        if self._failed:
+            return
+        self._failed = True
+        warnings.warn(
+            f"gradscope: recording to {self.path} stopped at step {self._step} "
+            f"({type(exc).__name__}: {exc}); training continues, the file keeps the steps "
+            "written so far",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        self._remove_hooks()
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            try:
+                writer.close()
+            except RunFileError:
+                pass
+
+    # ------------------------------------------------------------------ file
+    def _open(self) -> None:
+        self._remove_forward_hooks()
+        seen = self._forward_seen
+        order = sorted(
+            range(len(self._params)),
+            key=lambda i: seen.get(id(self._params[i]), len(seen) + i),
+        )
+        self._cols = order  # column c holds optimizer parameter order[c]
+        self._col_of = {id(self._params[i]): c for c, i in enumerate(order)}
+        layers = tuple(
+            S.LayerInfo(
+                name=self._names[i],
+                shape=tuple(self._params[i].shape),
+                group=self._groups[i],
+                param_index=i,
+                forward_rank=seen.get(id(self._params[i]), -1),
+            )
+            for i in order
+        )
+        self._n = [layer.numel for layer in layers]
+        self._shapes = [layer.shape for layer in layers]
+        rng = np.random.default_rng(self.seed)
+        index = tuple(
+            np.sort(rng.choice(n, size=min(self.sample, n), replace=False)).astype(np.int64)
+            for n in self._n
+        )
+        device = self._params[0].device
+        self._sample_idx = [torch.as_tensor(ix, device=device) for ix in index]
+        layout = S.Layout(
+            layers=layers,
+            n_groups=len(self.optimizer.param_groups),
+            quantities=self.quantities,
+            sample_quantities=self.sample_quantities,
+            sample_index=index if self.sample_quantities else (),
+            full_quantities=self.full_quantities,
+        )
+        self._layout = layout
+        self._prev = {q: [None] * len(layers) for q in self.cosine_quantities}
+        self._prev_ok = {q: [False] * len(layers) for q in self.cosine_quantities}
+        self._prev_norm = {q: np.full(len(layers), np.nan) for q in self.cosine_quantities}
+        self._hist = sm.Histogrammer()
+        self._writer = RunWriter(self.path, layout, self._metadata(layers), **self._writer_kw)
+
+    def _metadata(self, layers: tuple[S.LayerInfo, ...]) -> dict[str, Any]:
+        opt = self.optimizer
+        groups = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
+        return {
+            "gradscope_version": gradscope.__version__,
+            "torch_version": torch.__version__,
+            "python_version": platform.python_version(),
+            "command": list(sys.argv),
+            "optimizer": {
+                "class": f"{type(opt).__module__}.{type(opt).__qualname__}",
+                "defaults": _jsonable(opt.defaults),
+                "param_groups": _jsonable(groups),
+            },
+            "model": {
+                "class": f"{type(self.model).__module__}.{type(self.model).__qualname__}",
+                "n_parameters": int(sum(layer.numel for layer in layers)),
+                "order": "forward" if self._forward_seen else "optimizer",
+                "layers": [
+                    {
+                        "name": layer.name,
+                        "shape": list(layer.shape),
+                        "numel": layer.numel,
+                        "group": layer.group,
+                        "forward_rank": layer.forward_rank,
+                    }
+                    for layer in layers
+                ],
+            },
+            "recorder": {
+                "every": _sched_name(self.schedule),
+                "hist_every": _sched_name(self.hist_schedule),
+                "sample_every": _sched_name(self.sample_schedule),
+                "full_every": _sched_name(self.full_schedule),
+                "examplewise_every": _sched_name(self.examplewise_schedule)
+                if self.examplewise_schedule is not None
+                else "on call",
+                "sample": self.sample,
+                "quantities": list(self.quantities),
+                "sample_quantities": list(self.sample_quantities),
+                "full_quantities": list(self.full_quantities),
+                "cosine_quantities": list(self.cosine_quantities),
+                "stepsize": "u with update = -lr * u * m_hat (lr excluded), as introspect reports",
+                **{k: v for k, v in self._writer_kw.items() if k != "overwrite"},
+            },
+            "seed": self.seed,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "tags": _jsonable(self.tags),
+        }
+
+    # ------------------------------------------------------------------ one step
+    def _record(self, plan: _Plan, steps: list[Any], loss: torch.Tensor | float | None) -> None:
+        by_col: list[Any] = [None] * len(self._n)
+        for ps in steps:
+            c = self._col_of.get(id(ps.param))
+            if c is None:
+                raise UnsupportedLayerError(
+                    f"introspection reported a parameter of shape {tuple(ps.param.shape)} "
+                    "that is not among the recorded ones"
+                )
+            by_col[c] = ps
+        device = self._params[0].device
+        values = {q: [_value(ps, q) for ps in by_col] for q in S.QUANTITIES}
+
+        # Everything for the host goes into one float64 vector: one device->host copy.
+        parts: list[torch.Tensor] = []
+        sizes: list[tuple[str, str, int]] = []
+
+        def put(kind: str, q: str, t: torch.Tensor) -> None:
+            parts.append(t.reshape(-1).to(torch.float64))
+            sizes.append((kind, q, t.numel()))
+
+        if plan.summary:
+            for q in self.quantities:
+                rows = [
+                    None if v is None else sm.raw_moments(v, n) for v, n in zip(values[q], self._n)
+                ]
+                put("raw", q, sm.stack_rows(rows, len(sm.RAW), device))
+            for q in self.cosine_quantities:
+                put("dot", q, self._dots(q, values[q], device))
+            if plan.hist:
+                for q in self.quantities:
+                    spec = self._layout.hist_specs[q]
+                    rows = [
+                        torch.zeros(spec.n_bins, dtype=torch.int64, device=device)
+                        if v is None
+                        else self._hist(v, n, spec)
+                        for v, n in zip(values[q], self._n)
+                    ]
+                    put("hist", q, torch.stack(rows))
+            if isinstance(loss, torch.Tensor):
+                put("loss", "", loss.reshape(-1)[:1])
+        if plan.samples:
+            for q in self.sample_quantities:
+                cols = [
+                    torch.full((ix.numel(),), float("nan"), device=device)
+                    if v is None
+                    else sm.gather(v, ix)
+                    for v, ix in zip(values[q], self._sample_idx)
+                ]
+                put("samples", q, torch.cat(cols))
+
+        host = torch.cat(parts).cpu().numpy() if parts else np.zeros(0)  # the one transfer
+        out: dict[str, dict[str, np.ndarray]] = {}
+        pos = 0
+        for kind, q, k in sizes:
+            out.setdefault(kind, {})[q] = host[pos : pos + k]
+            pos += k
+
+        if plan.summary:
+            self._write_summary(plan, out, values, loss)
+        if plan.samples:
+            self._writer.write_samples(
+                self._step,
+                {q: out["samples"][q].astype(np.float32) for q in self.sample_quantities},
+            )
+        if plan.full:
+            full = {}
+            for q in self.full_quantities:
+                # copy=True: on the CPU .cpu() would alias the live tensor the writer reads later
+                full[q] = [
+                    np.full(n, np.nan, np.float32)
+                    if v is None
+                    else v.detach()
+                    .expand(self._shapes[c])
+                    .reshape(-1)
+                    .to(device="cpu", dtype=torch.float32, copy=True)
+                    .numpy()
+                    for c, (v, n) in enumerate(zip(values[q], self._n))
+                ]
+            self._writer.write_full(self._step, full)
+
+    def _dots(self, q: str, values: list[Any], device: torch.device) -> torch.Tensor:
+        """Inner products with the previous recorded value; keeps a float32 copy of this one."""
+        dots: list[torch.Tensor | None] = []
+        prev, ok = self._prev[q], self._prev_ok[q]
+        for c, (v, n) in enumerate(zip(values, self._n)):
+            if v is None:
+                dots.append(None)
+                ok[c] = False
+                continue
+            f = v.detach().to(torch.float32).expand(self._shapes[c]).reshape(-1)
+            if prev[c] is None:
+                prev[c] = torch.empty(n, dtype=torch.float32, device=f.device)
+            dots.append(torch.dot(f, prev[c]).reshape(1) if ok[c] else None)
+            prev[c].copy_(f)  # in place: no allocation per step
+            ok[c] = True
+        return sm.stack_rows(dots, 1, device)
+
+    def _write_summary(
+        self,
+        plan: _Plan,
+        out: dict[str, dict[str, np.ndarray]],
+        values: dict[str, list[Any]],
+        loss: torch.Tensor | float | None,
+    ) -> None:
+        n_layers = len(self._n)
+        n = np.asarray(self._n, dtype=np.float64)
+        qs = self.quantities
+        raw = np.stack([out["raw"][q].reshape(n_layers, len(sm.RAW)) for q in qs] or [[]])
+        present = np.array([[v is not None for v in values[q]] for q in qs], dtype=bool)
+        moments, fix = sm.finalize_moments(
+            raw.reshape(-1, len(sm.RAW)), np.tile(n, len(qs)), present.reshape(-1)
+        )
+        moments = moments.reshape(len(qs), n_layers, _N_MOMENTS)
+        fix = fix.reshape(len(qs), n_layers)
+        stats: dict[str, np.ndarray] = {}
+        for k, q in enumerate(qs):
+            st = np.full((n_layers, len(S.STATS)), np.nan)
+            st[:, :_N_MOMENTS] = moments[k]
+            st[present[k], _N_MOMENTS] = 0.0
+            stats[q] = st
+        redo = [(qs[k], int(c)) for k, c in zip(*np.nonzero(fix))]
+        if redo:  # rare: non-finite coordinates or cancellation; one more transfer
+            exact = (
+                torch.stack([sm.finite_moments(values[q][c], self._n[c]) for q, c in redo])
+                .cpu()
+                .numpy()
+            )
+            for (q, c), row in zip(redo, exact):
+                stats[q][c, : _N_MOMENTS + 1] = row
+        hist: dict[str, np.ndarray] | None = None
+        if plan.hist:
+            hist = {}
+            for q in self.quantities:
+                spec = self._layout.hist_specs[q]
+                h = out["hist"][q].reshape(n_layers, spec.n_bins).astype(np.int64)
+                hist[q] = h
+                present = ~np.isnan(stats[q][:, 0]) | (h.sum(axis=1) > 0)
+                qs = S.quantiles_from_histogram(h, spec)
+                stats[q][present, _N_MOMENTS + 1 :] = qs[present]
+        cosine = {}
+        for q in S.COSINE_QUANTITIES:
+            if q not in self.quantities:
+                continue
+            if q in self.cosine_quantities:
+                norm = stats[q][:, 2]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    cosine[q] = out["dot"][q] / (norm * self._prev_norm[q])
+                self._prev_norm[q] = norm.copy()
+            else:
+                cosine[q] = np.full(n_layers, np.nan)
+        if isinstance(loss, torch.Tensor):
+            loss_v = float(out["loss"][""][0])
+        else:
+            loss_v = float("nan") if loss is None else float(loss)
+        lr = np.array([_float(g["lr"]) for g in self.optimizer.param_groups], dtype=np.float64)
+        self._writer.write_summary(
+            S.SummaryRow(
+                step=self._step,
+                wall_time=time.time(),
+                loss=loss_v,
+                lr=lr,
+                stats=stats,
+                cosine=cosine,
+                hist=hist,
+            )
+        )
+
+
+# ---------------------------------------------------------------------- helpers
+def _value(ps: Any, q: str) -> torch.Tensor | None:
+    if ps is None:
+        return None
+    return ps.param if q == "param" else getattr(ps, q)
+
+
+def _ew_value(stats: Any, key: str) -> torch.Tensor:
+    v = getattr(stats, key)
+    if v is None:
+        return torch.tensor(float("nan"), device=stats.variance.device)
+    return v.detach().to(torch.float32)
+
+
+def _check_quantities(qs: Iterable[str], what: str) -> tuple[str, ...]:
+    qs = tuple(qs)
+    bad = [q for q in qs if q not in S.QUANTITIES]
+    if bad:
+        raise ValueError(f"{what}: unknown quantities {bad}; known: {list(S.QUANTITIES)}")
+    return tuple(q for q in S.QUANTITIES if q in qs)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    parallel = (nn.parallel.DistributedDataParallel, nn.DataParallel)
+    return model.module if isinstance(model, parallel) else model
+
+
+def _dist_rank() -> tuple[int, int]:
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _collect_params(
+    model: nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[list[torch.Tensor], list[str], list[int]]:
+    names = {id(p): n for n, p in model.named_parameters()}
+    params, out_names, groups, problems = [], [], [], []
+    seen: set[int] = set()
+    for g, group in enumerate(optimizer.param_groups):
+        for j, p in enumerate(group["params"]):
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            name = names.get(id(p))
+            label = name or f"param_groups[{g}]['params'][{j}] (shape {tuple(p.shape)})"
+            why = None
+            if name is None:
+                why = "not a parameter of the model"
+            elif p.is_sparse or p.layout != torch.strided:
+                why = f"layout {p.layout} is not supported"
+            elif p.is_complex():
+                why = "complex parameters are not supported"
+            elif not p.is_floating_point():
+                why = f"dtype {p.dtype} is not floating point"
+            elif p.numel() == 0:
+                why = "empty parameter (0 coordinates)"
+            elif type(p).__name__ == "DTensor" or type(p.data).__name__ == "DTensor":
+                why = "sharded DTensor parameters (FSDP2) are not supported yet"
+            if why:
+                problems.append(f"{label}: {why}")
+                continue
+            params.append(p)
+            out_names.append(name)
+            groups.append(g)
+    if problems:
+        raise UnsupportedLayerError(
+            "the recorder cannot cover these optimizer parameters: " + "; ".join(problems)
+        )
+    if not params:
+        raise UnsupportedLayerError("the optimizer has no parameters to record")
+    return params, out_names, groups
+
+
+def _writable_dir(d: Path) -> bool:
+    return d.is_dir() and os.access(d, os.W_OK | os.X_OK)
+
+
+def _float(x: Any) -> float:
+    return float(x.item()) if isinstance(x, torch.Tensor) else float(x)
+
+
+def _sched_name(s: Any) -> str:
+    return getattr(s, "__qualname__", repr(s))
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, torch.Tensor):
+        return x.tolist() if x.numel() <= 16 else f"tensor{tuple(x.shape)}"
+    if isinstance(x, (str, int, bool)) or x is None:
+        return x
+    if isinstance(x, float):
+        return x if math.isfinite(x) else repr(x)
+    return repr(x)

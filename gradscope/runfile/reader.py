@@ -1,0 +1,421 @@
+"""Read run files lazily: every accessor reads only the rows and columns it returns.
+
+:class:`RunFile` opens a file written by :class:`~gradscope.runfile.writer.RunWriter` (also
+while training still writes it, through HDF5 SWMR, and after the writer was killed) and
+returns NumPy arrays. The number of complete summary rows is the length of ``/step``; longer
+datasets (a block torn by a crash) are cut to it.
+
+Anything that is not a readable run file of a supported schema raises
+:class:`~gradscope.errors.RunFileError` with one message that names the file and the cause.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import h5py
+import numpy as np
+
+from gradscope.errors import MissingDataError, RunFileError
+from gradscope.runfile import schema as S
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _reading(method: _F) -> _F:
+    """Turn HDF5 read errors (corrupt chunks, a vanished file) into one RunFileError."""
+
+    @functools.wraps(method)
+    def wrapper(self: RunFile, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except RunFileError:
+            raise
+        except (OSError, RuntimeError) as exc:
+            raise RunFileError(f"{self.path}: cannot read ({exc})") from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+class RunFile:
+    """A run file opened for reading.
+
+    Args:
+        path: the file.
+        swmr: open in SWMR read mode (follow a live writer). ``None`` (default) tries a plain
+            open first and falls back to SWMR when the file is still open for writing, or
+            was left so by a crash.
+
+    Raises:
+        RunFileError: missing, not HDF5, truncated or corrupt, not a gradscope run, or of an
+            unsupported schema version.
+
+    Example:
+        >>> with RunFile("run.h5") as run:  # doctest: +SKIP
+        ...     norms = run.summary("grad", "norm")  # (steps, layers)
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, swmr: bool | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise RunFileError(f"{self.path}: no such run file")
+        self._f = self._open(swmr)
+        try:
+            self._check_schema()
+            self._read_static()
+        except RunFileError:
+            self._f.close()
+            raise
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            self._f.close()
+            raise RunFileError(f"{self.path}: corrupt or incomplete run file ({exc})") from exc
+
+    # ------------------------------------------------------------------ opening
+    def _open(self, swmr: bool | None) -> h5py.File:
+        try:
+            if not h5py.is_hdf5(self.path):
+                raise RunFileError(f"{self.path}: not an HDF5 file (no HDF5 signature)")
+        except OSError as exc:
+            raise RunFileError(f"{self.path}: cannot read ({exc})") from exc
+        modes = [False, True] if swmr is None else [bool(swmr)]
+        last: Exception | None = None
+        for mode in modes:
+            try:
+                return h5py.File(self.path, "r", swmr=mode)
+            except OSError as exc:
+                last = exc
+        if "lock" in str(last).lower():
+            raise RunFileError(
+                f"{self.path}: locked by a process writing it without SWMR; read it after "
+                f"the run, or record with live=True ({last})"
+            ) from last
+        raise RunFileError(f"{self.path}: truncated or corrupt HDF5 file ({last})") from last
+
+    def _check_schema(self) -> None:
+        fmt = self._f.attrs.get("format")
+        if isinstance(fmt, bytes):
+            fmt = fmt.decode()
+        if fmt != S.FORMAT:
+            raise RunFileError(f"{self.path}: not a gradscope run file (format={fmt!r})")
+        version = int(self._f.attrs.get("format_version", -1))
+        if version != S.FORMAT_VERSION:
+            raise RunFileError(
+                f"{self.path}: run-file schema version {version} is not supported "
+                f"(this gradscope reads version {S.FORMAT_VERSION})"
+            )
+
+    def _read_static(self) -> None:
+        g = self._f[S.LAYERS]
+        self._names = [_str(x) for x in g["name"][()]]
+        self._shapes = [tuple(json.loads(_str(x))) for x in g["shape"][()]]
+        self._numel = g["numel"][()]
+        self._group = g["group"][()]
+        self._forward_rank = g["forward_rank"][()]
+        self._sample_offset = g["sample_offset"][()]
+        self._sample_count = g["sample_count"][()]
+        self._quantities = [_str(q) for q in self._f.attrs["quantities"]]
+        self._metadata = json.loads(_str(self._f.attrs["metadata_json"]))
+        self._index = {n: i for i, n in enumerate(self._names)}
+        merged = self._metadata.get("merged")
+        if merged:
+            # HDF5 reads a virtual dataset whose source is gone as fill values, silently
+            missing = [f for f in merged["files"] if not (self.path.parent / f).is_file()]
+            if missing:
+                raise RunFileError(
+                    f"{self.path}: merged run file whose rank files are missing "
+                    f"({', '.join(missing)}); keep them next to it, or merge again"
+                )
+
+    # ------------------------------------------------------------------ context
+    def close(self) -> None:
+        """Close the file."""
+        self._f.close()
+
+    def __enter__(self) -> RunFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RunFile({str(self.path)!r}, layers={len(self._names)}, rows={self.n_rows})"
+
+    def refresh(self) -> None:
+        """See rows a live (SWMR) writer has flushed since the last look."""
+        if self._f.swmr_mode:
+            self._f.visititems(lambda _n, o: o.refresh() if isinstance(o, h5py.Dataset) else None)
+
+    # ------------------------------------------------------------------ static facts
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Run metadata (versions, optimizer, model, recorder config, seed, tags)."""
+        return self._metadata
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """The root attributes as stored."""
+        return {k: self._f.attrs[k] for k in self._f.attrs}
+
+    @property
+    def layers(self) -> list[str]:
+        """Layer (parameter) names in column order: order of first use in forward."""
+        return list(self._names)
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Parameter shape per layer."""
+        return dict(zip(self._names, self._shapes))
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """Layer sizes ``n`` (number of coordinates), in column order."""
+        return np.asarray(self._numel)
+
+    @property
+    def groups(self) -> np.ndarray:
+        """Optimizer parameter group of each layer."""
+        return np.asarray(self._group)
+
+    @property
+    def forward_rank(self) -> np.ndarray:
+        """Order of first use in the first forward pass per layer, in column order.
+
+        0 is the layer nearest the input; -1 marks a layer never used in a forward pass
+        the recorder saw. Columns are sorted by it (unused layers last), see
+        docs/run-format.md "Layer order".
+        """
+        return np.asarray(self._forward_rank)
+
+    @property
+    def quantities(self) -> list[str]:
+        """Quantities with statistics and histograms in this file."""
+        return list(self._quantities)
+
+    @property
+    def sample_quantities(self) -> list[str]:
+        """Quantities with a stored per-coordinate subsample (readable by :meth:`subsample`).
+
+        Empty when no subsample was configured, or when every layer has zero sampled
+        coordinates. Listed in :data:`~gradscope.runfile.schema.QUANTITIES` order.
+        """
+        return [q for q in S.QUANTITIES if f"{S.SAMPLES_GROUP}/{q}" in self._f]
+
+    @property
+    def stats(self) -> tuple[str, ...]:
+        """Names of the per-layer statistics."""
+        return S.STATS
+
+    # ------------------------------------------------------------------ row axes
+    @property
+    def n_rows(self) -> int:
+        """Number of complete summary rows (the length of ``/step``)."""
+        return int(self._f[S.STEP].shape[0])
+
+    @property
+    @_reading
+    def steps(self) -> np.ndarray:
+        """Optimizer step of each summary row."""
+        return self._f[S.STEP][()]
+
+    @property
+    def wall_time(self) -> np.ndarray:
+        """Wall time (s since the epoch) of each summary row."""
+        return self._rows(S.WALL_TIME)
+
+    @property
+    def loss(self) -> np.ndarray:
+        """Logged loss of each summary row (NaN where none was logged)."""
+        return self._rows(S.LOSS)
+
+    @property
+    def lr(self) -> np.ndarray:
+        """Learning rate per row and parameter group, ``(rows, groups)``."""
+        return self._rows(S.LR)
+
+    @property
+    def hist_recorded(self) -> np.ndarray:
+        """Boolean per summary row: were histograms (and quantiles) recorded."""
+        return self._rows(S.HIST_RECORDED).astype(bool)
+
+    # ------------------------------------------------------------------ accessors
+    def layer_index(self, layer: str | int) -> int:
+        """Column of a layer, by name or index."""
+        if isinstance(layer, (int, np.integer)):
+            if not -len(self._names) <= int(layer) < len(self._names):
+                raise MissingDataError(f"layer index {layer} out of range")
+            return int(layer) % len(self._names)
+        try:
+            return self._index[layer]
+        except KeyError:
+            raise MissingDataError(f"{self.path}: no layer {layer!r}") from None
+
+    @_reading
+    def summary(
+        self,
+        quantity: str,
+        stat: str,
+        layer: str | int | None = None,
+        rows: slice = slice(None),
+    ) -> np.ndarray:
+        """One statistic of one quantity.
+
+        Args:
+            quantity: e.g. ``"grad"`` or ``"stepsize"``.
+            stat: one of :data:`~gradscope.runfile.schema.STATS`.
+            layer: a layer name or column; ``None`` for all layers.
+            rows: which summary rows (default all complete rows).
+
+        Returns:
+            ``(rows, layers)``, or ``(rows,)`` for one layer. Quantile statistics are NaN on
+            rows without histograms.
+        """
+        d = self._dataset(S.STATS_GROUP, quantity)
+        j = S.stat_index(stat)
+        r = _clip(rows, self.n_rows)
+        if layer is None:
+            return d[r, :, j]
+        return d[r, self.layer_index(layer), j]
+
+    @_reading
+    def histogram(
+        self, quantity: str, layer: str | int | None = None, rows: slice = slice(None)
+    ) -> np.ndarray:
+        """Fixed-bin counts, ``(rows, layers, bins)`` or ``(rows, bins)`` for one layer.
+
+        The last bin counts non-finite values; the others are delimited by
+        :meth:`hist_edges`. Rows without histograms are zero (see :attr:`hist_recorded`).
+        """
+        d = self._dataset(S.HIST_GROUP, quantity)
+        r = _clip(rows, self.n_rows)
+        if layer is None:
+            return d[r]
+        return d[r, self.layer_index(layer)]
+
+    def hist_edges(self, quantity: str) -> np.ndarray:
+        """Edges of the finite histogram bins (``bins`` values, +-inf at the ends)."""
+        return self._dataset(S.HIST_GROUP, f"{quantity}_edges")[()]
+
+    def hist_spec(self, quantity: str) -> S.HistSpec:
+        """The histogram bin definition of a quantity."""
+        a = self._dataset(S.HIST_GROUP, quantity).attrs
+        return S.HistSpec(bool(a["signed"]), int(a["e_lo"]), int(a["e_hi"]), int(a["sub"]))
+
+    @_reading
+    def cosine(
+        self, quantity: str = "grad", layer: str | int | None = None, rows: slice = slice(None)
+    ) -> np.ndarray:
+        """Cosine between this and the previous recorded row (NaN on the first row)."""
+        d = self._dataset(S.COSINE_GROUP, quantity)
+        r = _clip(rows, self.n_rows)
+        if layer is None:
+            return d[r]
+        return d[r, self.layer_index(layer)]
+
+    @property
+    @_reading
+    def sample_steps(self) -> np.ndarray:
+        """Optimizer step of each subsample row."""
+        return self._f[S.SAMPLES_STEP][()]
+
+    @_reading
+    def sample_index(self, layer: str | int) -> np.ndarray:
+        """The fixed flat coordinate indices sampled in ``layer`` (sorted)."""
+        i = self.layer_index(layer)
+        o, c = int(self._sample_offset[i]), int(self._sample_count[i])
+        return self._f[S.SAMPLE_INDEX][o : o + c]
+
+    @_reading
+    def subsample(self, quantity: str, layer: str | int, rows: slice = slice(None)) -> np.ndarray:
+        """Per-coordinate time series, ``(sample_rows, k)``; columns match :meth:`sample_index`."""
+        name = f"{S.SAMPLES_GROUP}/{quantity}"
+        if name not in self._f:
+            raise MissingDataError(f"{self.path}: no subsample of {quantity!r} was recorded")
+        i = self.layer_index(layer)
+        o, c = int(self._sample_offset[i]), int(self._sample_count[i])
+        n = int(self._f[S.SAMPLES_STEP].shape[0])
+        return self._f[name][_clip(rows, n), o : o + c]
+
+    @property
+    @_reading
+    def full_steps(self) -> np.ndarray:
+        """Optimizer step of each full-tensor dump."""
+        return self._f[S.FULL_STEP][()]
+
+    @_reading
+    def full(self, quantity: str, layer: str | int, rows: slice = slice(None)) -> np.ndarray:
+        """Full tensors of one layer, ``(dumps, *shape)``."""
+        i = self.layer_index(layer)
+        name = f"{S.FULL_GROUP}/{quantity}/{i:05d}"
+        if name not in self._f:
+            raise MissingDataError(f"{self.path}: no full tensors of {quantity!r} were recorded")
+        n = int(self._f[S.FULL_STEP].shape[0])
+        data = self._f[name][_clip(rows, n)]
+        return data.reshape((data.shape[0], *self._shapes[i]))
+
+    @property
+    @_reading
+    def examplewise_steps(self) -> np.ndarray:
+        """Optimizer step of each per-example statistics row."""
+        return self._f[S.EXAMPLEWISE_STEP][()]
+
+    @_reading
+    def examplewise(
+        self, stat: str, layer: str | int | None = None, rows: slice = slice(None)
+    ) -> np.ndarray:
+        """Per-example gradient statistic (``schema.EXAMPLEWISE_STATS``).
+
+        Returns ``(rows, layers)``, ``(rows,)`` for one layer, or for the whole network
+        with ``layer="network"``. Rows are aligned with :attr:`examplewise_steps`.
+        """
+        try:
+            j = S.EXAMPLEWISE_STATS.index(stat)
+        except ValueError:
+            raise KeyError(
+                f"unknown examplewise statistic {stat!r}; known: {list(S.EXAMPLEWISE_STATS)}"
+            ) from None
+        d = self._dataset(S.EXAMPLEWISE_GROUP, "stats")
+        r = _clip(rows, int(self._f[S.EXAMPLEWISE_STEP].shape[0]))
+        if layer is None:
+            return d[r, : len(self._names), j]
+        col = len(self._names) if layer == "network" else self.layer_index(layer)
+        return d[r, col, j]
+
+    @_reading
+    def examplewise_batch_size(self) -> np.ndarray:
+        """Batch size B of each per-example statistics row."""
+        n = int(self._f[S.EXAMPLEWISE_STEP].shape[0])
+        return self._f[f"{S.EXAMPLEWISE_GROUP}/batch_size"][:n]
+
+    def iter_summary(
+        self, quantity: str, stat: str, chunk: int = 4096
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(steps, values)`` blocks of ``chunk`` rows; values ``(rows, layers)``."""
+        n = self.n_rows
+        for t0 in range(0, n, chunk):
+            r = slice(t0, min(n, t0 + chunk))
+            yield self._f[S.STEP][r], self.summary(quantity, stat, rows=r)
+
+    # ------------------------------------------------------------------ helpers
+    @_reading
+    def _rows(self, name: str) -> np.ndarray:
+        return self._f[name][: self.n_rows]
+
+    def _dataset(self, group: str, name: str) -> h5py.Dataset:
+        path = f"{group}/{name}"
+        if path not in self._f:
+            raise MissingDataError(f"{self.path}: no {path!r} in this run file")
+        return self._f[path]
+
+
+def _clip(rows: slice, n: int) -> slice:
+    start, stop, step = rows.indices(n)
+    return slice(start, stop, step)
+
+
+def _str(x: Any) -> str:
+    return x.decode() if isinstance(x, bytes) else str(x)

@@ -1,0 +1,274 @@
+"""The run-file schema: one vocabulary for the recorder, the file, the reader and the docs.
+
+Every name a run file uses is defined here once (Rule 4): the quantities (``grad``,
+``exp_avg``, ``exp_avg_sq``, ``stepsize``, ``update``, ``param``), the per-layer statistics,
+the fixed histogram edges and the dataset paths. ``docs/run-format.md`` describes the same
+layout for people who read the file with plain h5py.
+
+This module imports only the standard library and NumPy.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+FORMAT = "gradscope-run"
+FORMAT_VERSION = 1
+
+#: Quantities recorded per parameter tensor ("layer"), in the order used everywhere.
+QUANTITIES: tuple[str, ...] = ("grad", "exp_avg", "exp_avg_sq", "stepsize", "update", "param")
+
+#: Per-layer statistics stored in ``/stats/<quantity>`` (last axis, in this order).
+MOMENT_STATS: tuple[str, ...] = ("mean", "std", "norm", "min", "max", "nonfinite")
+QUANTILE_LEVELS: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
+QUANTILE_STATS: tuple[str, ...] = tuple(f"q{round(q * 100):02d}" for q in QUANTILE_LEVELS)
+STATS: tuple[str, ...] = MOMENT_STATS + QUANTILE_STATS
+
+#: Quantities for which the cosine between successive recorded steps is stored.
+COSINE_QUANTITIES: tuple[str, ...] = ("grad", "update")
+
+#: Rows written per HDF5 write call and per flush (the chunk length along the step axis).
+DEFAULT_BLOCK = 16
+
+# Dataset paths.
+STEP = "step"
+WALL_TIME = "wall_time"
+LOSS = "loss"
+LR = "lr"
+LAYERS = "layers"
+STATS_GROUP = "stats"
+COSINE_GROUP = "cosine"
+HIST_GROUP = "hist"
+HIST_RECORDED = "hist/recorded"
+SAMPLE_INDEX = "sample_index"
+SAMPLES_GROUP = "samples"
+SAMPLES_STEP = "samples/step"
+FULL_GROUP = "full"
+FULL_STEP = "full/step"
+EXAMPLEWISE_GROUP = "examplewise"
+EXAMPLEWISE_STEP = "examplewise/step"
+
+#: Per-layer per-example gradient statistics in ``/examplewise/stats`` (last axis), as
+#: computed by ``gradscope.examplewise.layer_stats``; the last row (layer axis index L) is
+#: the whole network (``network_stats``).
+EXAMPLEWISE_STATS: tuple[str, ...] = (
+    "variance",
+    "grad_norm_sq",
+    "gsnr",
+    "norm_test",
+    "inner_product_test",
+    "orthogonality_test",
+)
+
+
+@dataclass(frozen=True)
+class HistSpec:
+    """Fixed histogram bins of one quantity, on a log2 magnitude grid.
+
+    Magnitudes are binned on the edges ``2**e * (1 + k / 2**sub)`` for ``e`` in
+    ``[e_lo, e_hi)`` and ``k`` in ``[0, 2**sub)`` (``2**sub`` linear sub-bins per octave:
+    exactly the leading mantissa bits of a float32, so the device computes the bin with
+    integer operations and every edge is an exact float). ``nb = (e_hi - e_lo) * 2**sub``
+    magnitude bins.
+
+    Signed quantities (grad, exp_avg, update, param) use the real line, in increasing order:
+    ``(-inf, -2**e_hi)``, the ``nb`` negative bins, the central bin ``(-2**e_lo, 2**e_lo)``
+    (zero included), the ``nb`` positive bins, ``[2**e_hi, inf)``: ``2 nb + 3`` finite bins.
+    Positive quantities (exp_avg_sq, stepsize) use ``(-inf, 2**e_lo)`` (zero and any negative
+    value), the ``nb`` positive bins and ``[2**e_hi, inf)``: ``nb + 2`` finite bins.
+    In both cases one last bin counts non-finite values (NaN, +-inf), so every layer's
+    histogram sums to its size ``n``. A value of magnitude exactly on an edge belongs to the
+    bin above in magnitude (``[a, b)`` on ``|x|``; for negative values that is ``(-b, -a]``).
+    """
+
+    signed: bool
+    e_lo: int
+    e_hi: int
+    sub: int = 2
+
+    @property
+    def n_magnitude(self) -> int:
+        """Number of log-magnitude bins per sign."""
+        return (self.e_hi - self.e_lo) << self.sub
+
+    @property
+    def n_bins(self) -> int:
+        """Total number of bins, the non-finite bin included."""
+        nb = self.n_magnitude
+        return 2 * nb + 4 if self.signed else nb + 3
+
+    def magnitude_edges(self) -> np.ndarray:
+        """The ``nb + 1`` magnitude edges ``2**e_lo ... 2**e_hi`` (float64, exact)."""
+        k = np.arange(self.n_magnitude + 1)
+        e = self.e_lo + (k >> self.sub)
+        frac = 1.0 + (k & ((1 << self.sub) - 1)) / float(1 << self.sub)
+        return np.ldexp(frac, e)
+
+    def edges(self) -> np.ndarray:
+        """Edges of the finite bins on the real line (``n_bins`` values, +-inf at the ends)."""
+        mag = self.magnitude_edges()
+        if self.signed:
+            return np.concatenate([[-np.inf], -mag[::-1], mag, [np.inf]])
+        return np.concatenate([[-np.inf], mag, [np.inf]])
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able form, stored as the attributes of ``/hist/<quantity>``."""
+        return {"signed": self.signed, "e_lo": self.e_lo, "e_hi": self.e_hi, "sub": self.sub}
+
+
+#: Default bins: signed quantities cover 2**-40 (9e-13) ... 2**16 (65536); the second moment
+#: 2**-90 ... 2**20 (it is a square); the stepsize 2**-16 ... 2**60 (1/eps can be 1e8..1e16).
+HIST_SPECS: dict[str, HistSpec] = {
+    "grad": HistSpec(True, -40, 16),
+    "exp_avg": HistSpec(True, -40, 16),
+    "exp_avg_sq": HistSpec(False, -90, 20),
+    "stepsize": HistSpec(False, -16, 60),
+    "update": HistSpec(True, -40, 16),
+    "param": HistSpec(True, -40, 16),
+}
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One recorded parameter tensor.
+
+    Attributes:
+        name: qualified parameter name (``model.named_parameters()``).
+        shape: the parameter's shape.
+        group: index into ``optimizer.param_groups``.
+        param_index: position of the parameter in the optimizer's parameter order.
+        forward_rank: order of first use in the first forward pass (0 = nearest the input),
+            -1 when the owning module never ran in a forward pass the recorder saw.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    group: int
+    param_index: int
+    forward_rank: int = -1
+
+    @property
+    def numel(self) -> int:
+        """Number of coordinates (the layer size ``n``)."""
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Everything the writer needs to create all datasets up front (SWMR forbids later ones).
+
+    Attributes:
+        layers: the recorded layers, in column order.
+        n_groups: number of optimizer parameter groups (columns of ``/lr``).
+        quantities: quantities with statistics and histograms.
+        sample_quantities: quantities whose fixed coordinate subsample is stored.
+        sample_index: per layer, the sorted flat coordinate indices that are sampled.
+        full_quantities: quantities stored as full tensors on the full-dump schedule.
+        hist_specs: histogram bins per quantity.
+    """
+
+    layers: tuple[LayerInfo, ...]
+    n_groups: int
+    quantities: tuple[str, ...] = QUANTITIES
+    sample_quantities: tuple[str, ...] = ("grad", "update", "stepsize")
+    sample_index: tuple[np.ndarray, ...] = ()
+    full_quantities: tuple[str, ...] = ()
+    hist_specs: Mapping[str, HistSpec] = field(default_factory=lambda: dict(HIST_SPECS))
+
+    def __post_init__(self) -> None:
+        unknown = set(self.quantities) | set(self.sample_quantities) | set(self.full_quantities)
+        unknown -= set(QUANTITIES)
+        if unknown:
+            raise ValueError(f"unknown quantities {sorted(unknown)}; known: {list(QUANTITIES)}")
+        if self.sample_quantities and len(self.sample_index) != len(self.layers):
+            raise ValueError("sample_index needs one index array per layer")
+
+    @property
+    def sample_counts(self) -> np.ndarray:
+        """Number of sampled coordinates per layer."""
+        if not self.sample_quantities:
+            return np.zeros(len(self.layers), dtype=np.int64)
+        return np.array([len(ix) for ix in self.sample_index], dtype=np.int64)
+
+    @property
+    def sample_offsets(self) -> np.ndarray:
+        """Start column of each layer's samples in ``/samples/<quantity>``."""
+        counts = self.sample_counts
+        return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One recorded step's summaries, as host arrays (the writer's unit of work).
+
+    Attributes:
+        step: optimizer step (1 = after the first ``optimizer.step()``).
+        wall_time: seconds since the epoch.
+        loss: the logged loss, NaN when none was given.
+        lr: learning rate per parameter group, shape ``(G,)``.
+        stats: per quantity, shape ``(L, len(STATS))``.
+        cosine: per quantity in ``COSINE_QUANTITIES``, shape ``(L,)``.
+        hist: per quantity, shape ``(L, n_bins)``; ``None`` on steps without histograms.
+    """
+
+    step: int
+    wall_time: float
+    loss: float
+    lr: np.ndarray
+    stats: Mapping[str, np.ndarray]
+    cosine: Mapping[str, np.ndarray]
+    hist: Mapping[str, np.ndarray] | None = None
+
+
+def stat_index(stat: str) -> int:
+    """Column of ``stat`` in ``/stats/<quantity>``."""
+    try:
+        return STATS.index(stat)
+    except ValueError:
+        raise KeyError(f"unknown statistic {stat!r}; known: {list(STATS)}") from None
+
+
+def quantiles_from_histogram(
+    counts: np.ndarray, spec: HistSpec, levels: Sequence[float] = QUANTILE_LEVELS
+) -> np.ndarray:
+    """Quantiles of the finite values from fixed-bin counts (exact to the bin).
+
+    The q-quantile is located by rank ``q (n - 1)`` among the finite values (NumPy's
+    "linear" rule) and interpolated linearly inside its bin; in an outer bin with an infinite
+    edge the finite edge is returned. The result therefore lies in the same bin as the exact
+    quantile.
+
+    Args:
+        counts: ``(..., n_bins)`` histogram counts, the non-finite bin last.
+        spec: the bins.
+        levels: quantile levels in [0, 1].
+
+    Returns:
+        ``(..., len(levels))`` float64; NaN where a histogram holds no finite value.
+    """
+    counts = np.asarray(counts, dtype=np.float64)[..., :-1]
+    edges = spec.edges()
+    lo_e = np.where(np.isfinite(edges[:-1]), edges[:-1], edges[1:])
+    hi_e = np.where(np.isfinite(edges[1:]), edges[1:], edges[:-1])
+    cum = np.cumsum(counts, axis=-1)
+    total = cum[..., -1:]
+    rank = np.asarray(levels, dtype=np.float64) * (total - 1.0)  # (..., k), 0-based rank
+    # the bin holding the order statistic floor(rank): first bin whose cumulative count
+    # exceeds the rank
+    b = np.sum(cum[..., None, :] <= rank[..., :, None], axis=-1)
+    b = np.minimum(b, counts.shape[-1] - 1)
+    inbin = np.take_along_axis(counts, b, axis=-1)
+    before = np.take_along_axis(cum, b, axis=-1) - inbin
+    frac = np.clip((rank - before + 0.5) / np.maximum(inbin, 1.0), 0.0, 1.0)
+    out = lo_e[b] + frac * (hi_e[b] - lo_e[b])
+    return np.where(total > 0, out, np.nan)
+
+
+def to_json(obj: Any) -> str:
+    """JSON text of metadata; anything not JSON-able is stored as its ``repr``."""
+    return json.dumps(obj, default=repr, sort_keys=True)

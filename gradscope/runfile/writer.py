@@ -1,0 +1,436 @@
+"""Append-only HDF5 writer for run files, working off the training thread.
+
+:class:`RunWriter` creates every dataset when it opens the file (HDF5 SWMR forbids creating
+datasets later), then takes rows from a bounded queue on its own thread. Rows are buffered
+into blocks of ``block`` steps and written with one call per dataset; after every block (and
+at least every ``flush_seconds`` while rows wait) the file is flushed, so a process killed
+with SIGKILL leaves a file that opens and holds every flushed step (ecosystem.md §3.3). Within
+a block ``/step`` is written last: its length is the number of complete rows.
+
+Errors on the writer thread (disk full, a vanished directory) are kept and re-raised as
+:class:`~gradscope.errors.RunFileError` by the next call on the training side; the writer
+then drops further rows and leaves the file as it was at the last successful flush.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as _dt
+import os
+import platform
+import queue
+import threading
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from gradscope.errors import RunFileError
+from gradscope.runfile import schema as S
+
+_CLOSE = object()
+
+
+class RunWriter:
+    """Write one run file.
+
+    Args:
+        path: file to create.
+        layout: layers, quantities and samples; fixes every dataset's shape.
+        metadata: JSON-able run metadata, stored as the root attribute ``metadata_json``.
+        overwrite: replace an existing file; otherwise an existing path is refused.
+        live: write a SWMR file (``libver=("v110", "v110")``) that readers can follow while
+            training runs (local disks only; see docs/run-format.md).
+        block: rows per write and per flush.
+        flush_seconds: also flush when rows have waited this long.
+        max_queue: queue length; a full queue makes the training thread wait.
+        compression: ``None`` (default), ``"gzip"`` or ``"lzf"`` for the sample and
+            full-tensor datasets. Histograms are always gzip-1 with shuffle (sparse counts).
+
+    Raises:
+        RunFileError: the path exists (and ``overwrite`` is false) or the file cannot be
+            created.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        layout: S.Layout,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        overwrite: bool = False,
+        live: bool = False,
+        block: int = S.DEFAULT_BLOCK,
+        flush_seconds: float = 30.0,
+        max_queue: int = 64,
+        compression: str | None = None,
+    ) -> None:
+        if block < 1:
+            raise ValueError(f"block must be >= 1, got {block}")
+        if flush_seconds <= 0:
+            raise ValueError(f"flush_seconds must be > 0, got {flush_seconds}")
+        if compression not in (None, "gzip", "lzf"):
+            raise ValueError(f"compression must be None, 'gzip' or 'lzf', got {compression!r}")
+        self.path = Path(path)
+        self.layout = layout
+        self.block = block
+        self.flush_seconds = flush_seconds
+        if self.path.exists() and not overwrite:
+            raise RunFileError(f"{self.path} exists; pass overwrite=True to replace it")
+        self._error: BaseException | None = None
+        self._closed = False
+        self._file: h5py.File | None = None
+        try:
+            self._file = h5py.File(self.path, "w", libver=("v110", "v110") if live else None)
+            _create_datasets(self._file, layout, dict(metadata or {}), block, compression, live)
+            if live:
+                self._file.swmr_mode = True
+            self._file.flush()
+        except (OSError, ValueError, TypeError) as exc:
+            self._close_file()
+            raise RunFileError(f"cannot create run file {self.path}: {exc}") from exc
+        self._n = {"summary": 0, "samples": 0, "full": 0, "examplewise": 0}
+        self._buf: dict[str, list[Any]] = {"summary": [], "samples": [], "examplewise": []}
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self._thread = threading.Thread(target=self._run, name="gradscope-writer", daemon=True)
+        self._thread.start()
+        self._atexit = _register_atexit(self)
+
+    # ------------------------------------------------------------------ training side
+    @property
+    def error(self) -> BaseException | None:
+        """The exception that stopped the writer thread, if any."""
+        return self._error
+
+    def write_summary(self, row: S.SummaryRow) -> None:
+        """Queue one summary row (blocks while the queue is full)."""
+        self._put(("summary", row))
+
+    def write_samples(self, step: int, values: Mapping[str, np.ndarray]) -> None:
+        """Queue one row of subsampled coordinates: per quantity a ``(C,)`` array."""
+        self._put(("samples", (int(step), dict(values))))
+
+    def write_full(self, step: int, values: Mapping[str, Sequence[np.ndarray]]) -> None:
+        """Queue one full dump: per quantity one array per layer."""
+        self._put(("full", (int(step), dict(values))))
+
+    def write_examplewise(self, step: int, batch_size: int, loss: float, stats: np.ndarray) -> None:
+        """Queue one row of per-example statistics: ``(L + 1, len(EXAMPLEWISE_STATS))``."""
+        self._put(("examplewise", (int(step), int(batch_size), float(loss), np.asarray(stats))))
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Write and flush everything queued so far; returns when it is on disk."""
+        done = threading.Event()
+        self._put(("flush", done))
+        if not done.wait(timeout):
+            raise RunFileError(f"flushing {self.path} timed out")
+        self._raise_if_failed()
+
+    def close(self) -> None:
+        """Write what is queued, flush and close the file. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_CLOSE)
+        self._thread.join()
+        atexit.unregister(self._atexit)
+        self._raise_if_failed()
+
+    def _put(self, item: Any) -> None:
+        self._raise_if_failed()
+        if self._closed:
+            raise RunFileError(f"run file {self.path} is closed")
+        self._queue.put(item)
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise RunFileError(
+                f"writing {self.path} failed: {type(self._error).__name__}: {self._error}"
+            ) from self._error
+
+    # ------------------------------------------------------------------ writer thread
+    def _run(self) -> None:
+        last_flush = time.monotonic()
+        dirty = False
+        while True:
+            wait = max(0.0, self.flush_seconds - (time.monotonic() - last_flush))
+            try:
+                item = self._queue.get(timeout=wait if dirty else None)
+            except queue.Empty:
+                item = None
+            if self._error is not None:  # failed: drain until closed, keep producers moving
+                if item is _CLOSE:
+                    return
+                if isinstance(item, tuple) and item[0] == "flush":
+                    item[1].set()
+                continue
+            try:
+                if item is _CLOSE:
+                    self._write_pending()
+                    self._close_file()
+                    return
+                if item is not None:
+                    kind, payload = item
+                    if kind == "flush":
+                        self._write_pending()
+                        self._file.flush()
+                        last_flush, dirty = time.monotonic(), False
+                        payload.set()
+                        continue
+                    if kind == "full":
+                        self._write_full(*payload)
+                        self._file.flush()
+                        last_flush = time.monotonic()
+                        continue
+                    self._buf[kind].append(payload)
+                    dirty = True
+                    if len(self._buf[kind]) >= self.block:
+                        self._write_block(kind)
+                        self._file.flush()
+                        last_flush = time.monotonic()
+                        dirty = any(self._buf.values())
+                if dirty and time.monotonic() - last_flush >= self.flush_seconds:
+                    self._write_pending()
+                    self._file.flush()
+                    last_flush, dirty = time.monotonic(), False
+            except BaseException as exc:  # noqa: BLE001 - kept and re-raised on the caller side
+                self._error = exc
+                self._close_file()
+                if isinstance(item, tuple) and item[0] == "flush":
+                    item[1].set()
+                if item is _CLOSE:
+                    return
+
+    def _write_pending(self) -> None:
+        for kind in self._buf:
+            if self._buf[kind]:
+                self._write_block(kind)
+
+    def _write_block(self, kind: str) -> None:
+        rows = self._buf[kind]
+        self._buf[kind] = []
+        if kind == "summary":
+            self._write_summary_block(rows)
+        elif kind == "samples":
+            self._write_samples_block(rows)
+        else:
+            self._write_examplewise_block(rows)
+
+    def _write_summary_block(self, rows: list[S.SummaryRow]) -> None:
+        f, lay = self._file, self.layout
+        t0 = self._n["summary"]
+        t1 = t0 + len(rows)
+        n_layers = len(lay.layers)
+        _append(f[S.WALL_TIME], t0, np.array([r.wall_time for r in rows], dtype=np.float64))
+        _append(f[S.LOSS], t0, np.array([r.loss for r in rows], dtype=np.float64))
+        _append(f[S.LR], t0, np.stack([np.asarray(r.lr, dtype=np.float64) for r in rows]))
+        for q in lay.quantities:
+            _append(f[f"{S.STATS_GROUP}/{q}"], t0, np.stack([r.stats[q] for r in rows]))
+        for q in S.COSINE_QUANTITIES:
+            if q in lay.quantities:
+                _append(f[f"{S.COSINE_GROUP}/{q}"], t0, np.stack([r.cosine[q] for r in rows]))
+        recorded = np.array([r.hist is not None for r in rows], dtype=np.uint8)
+        _append(f[S.HIST_RECORDED], t0, recorded)
+        for q in lay.quantities:
+            spec = lay.hist_specs[q]
+            block = np.zeros((len(rows), n_layers, spec.n_bins), dtype=np.int64)
+            for i, r in enumerate(rows):
+                if r.hist is not None:
+                    block[i] = r.hist[q]
+            _append(f[f"{S.HIST_GROUP}/{q}"], t0, block)
+        _append(f[S.STEP], t0, np.array([r.step for r in rows], dtype=np.int64))  # last
+        self._n["summary"] = t1
+
+    def _write_samples_block(self, rows: list[tuple[int, dict[str, np.ndarray]]]) -> None:
+        f = self._file
+        t0 = self._n["samples"]
+        for q in self.layout.sample_quantities:
+            _append(f[f"{S.SAMPLES_GROUP}/{q}"], t0, np.stack([v[q] for _, v in rows]))
+        _append(f[S.SAMPLES_STEP], t0, np.array([s for s, _ in rows], dtype=np.int64))
+        self._n["samples"] = t0 + len(rows)
+
+    def _write_examplewise_block(self, rows: list[tuple[int, int, float, np.ndarray]]) -> None:
+        f = self._file
+        t0 = self._n["examplewise"]
+        g = S.EXAMPLEWISE_GROUP
+        _append(f[f"{g}/batch_size"], t0, np.array([r[1] for r in rows], dtype=np.int64))
+        _append(f[f"{g}/loss"], t0, np.array([r[2] for r in rows], dtype=np.float64))
+        _append(f[f"{g}/stats"], t0, np.stack([r[3] for r in rows]).astype(np.float64))
+        _append(f[S.EXAMPLEWISE_STEP], t0, np.array([r[0] for r in rows], dtype=np.int64))
+        self._n["examplewise"] = t0 + len(rows)
+
+    def _write_full(self, step: int, values: dict[str, Sequence[np.ndarray]]) -> None:
+        f = self._file
+        t0 = self._n["full"]
+        for q in self.layout.full_quantities:
+            for i, arr in enumerate(values[q]):
+                _append(f[_full_path(q, i)], t0, np.asarray(arr).reshape(1, -1))
+        _append(f[S.FULL_STEP], t0, np.array([step], dtype=np.int64))
+        self._n["full"] = t0 + 1
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except Exception:  # noqa: BLE001 - closing after a failure is best effort
+                pass
+            self._file = None
+
+
+def _full_path(quantity: str, layer: int) -> str:
+    return f"{S.FULL_GROUP}/{quantity}/{layer:05d}"
+
+
+def _append(dset: h5py.Dataset, t0: int, data: np.ndarray) -> None:
+    t1 = t0 + data.shape[0]
+    if dset.shape[0] < t1:
+        dset.resize(t1, axis=0)
+    dset[t0:t1] = data
+
+
+def _create_datasets(
+    f: h5py.File,
+    lay: S.Layout,
+    metadata: dict[str, Any],
+    block: int,
+    compression: str | None,
+    live: bool,
+) -> None:
+    n_layers = len(lay.layers)
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    f.attrs["format"] = S.FORMAT
+    f.attrs["format_version"] = S.FORMAT_VERSION
+    f.attrs["created_utc"] = now
+    f.attrs["live"] = bool(live)
+    f.attrs["block"] = int(block)
+    f.attrs["metadata_json"] = S.to_json(metadata)
+    f.attrs["writer_json"] = S.to_json(
+        {
+            "h5py": h5py.__version__,
+            "hdf5": h5py.version.hdf5_version,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        }
+    )
+    f.attrs["stats"] = list(S.STATS)
+    f.attrs["quantile_levels"] = np.asarray(S.QUANTILE_LEVELS)
+    f.attrs["quantities"] = list(lay.quantities)
+
+    g = f.create_group(S.LAYERS)
+    str_t = h5py.string_dtype()
+    g.create_dataset("name", data=np.array([x.name for x in lay.layers], dtype=object), dtype=str_t)
+    g.create_dataset(
+        "shape",
+        data=np.array([S.to_json(list(x.shape)) for x in lay.layers], dtype=object),
+        dtype=str_t,
+    )
+    g.create_dataset("numel", data=np.array([x.numel for x in lay.layers], dtype=np.int64))
+    g.create_dataset("group", data=np.array([x.group for x in lay.layers], dtype=np.int64))
+    g.create_dataset(
+        "param_index", data=np.array([x.param_index for x in lay.layers], dtype=np.int64)
+    )
+    g.create_dataset(
+        "forward_rank", data=np.array([x.forward_rank for x in lay.layers], dtype=np.int64)
+    )
+    g.create_dataset("sample_offset", data=lay.sample_offsets)
+    g.create_dataset("sample_count", data=lay.sample_counts)
+    if lay.sample_quantities:
+        idx = np.concatenate([np.asarray(ix, dtype=np.int64) for ix in lay.sample_index])
+    else:
+        idx = np.zeros(0, dtype=np.int64)
+    f.create_dataset(S.SAMPLE_INDEX, data=idx)
+
+    def series(name: str, tail: tuple[int, ...], dtype: Any, **kw: Any) -> h5py.Dataset:
+        return f.create_dataset(
+            name,
+            shape=(0, *tail),
+            maxshape=(None, *tail),
+            chunks=(block, *tail) if "chunks" not in kw else kw.pop("chunks"),
+            dtype=dtype,
+            **kw,
+        )
+
+    step = series(S.STEP, (), np.int64)
+    series(S.WALL_TIME, (), np.float64)
+    series(S.LOSS, (), np.float64, fillvalue=np.nan)
+    series(S.LR, (lay.n_groups,), np.float64, fillvalue=np.nan)
+    series(S.HIST_RECORDED, (), np.uint8)
+    for q in lay.quantities:
+        d = series(f"{S.STATS_GROUP}/{q}", (n_layers, len(S.STATS)), np.float64)
+        d.attrs["stats"] = list(S.STATS)
+        spec = lay.hist_specs[q]
+        h = series(
+            f"{S.HIST_GROUP}/{q}",
+            (n_layers, spec.n_bins),
+            np.int64,
+            compression="gzip",
+            compression_opts=1,
+            shuffle=True,
+        )
+        for k, v in spec.to_json().items():
+            h.attrs[k] = v
+        f.create_dataset(f"{S.HIST_GROUP}/{q}_edges", data=spec.edges())
+        if q in S.COSINE_QUANTITIES:
+            series(f"{S.COSINE_GROUP}/{q}", (n_layers,), np.float64)
+    summary = [S.WALL_TIME, S.LOSS, S.LR, S.HIST_RECORDED]
+    summary += [f"{S.STATS_GROUP}/{q}" for q in lay.quantities]
+    summary += [f"{S.HIST_GROUP}/{q}" for q in lay.quantities]
+    summary += [f"{S.COSINE_GROUP}/{q}" for q in lay.quantities if q in S.COSINE_QUANTITIES]
+    step.make_scale("step")
+    for name in summary:
+        f[name].dims[0].attach_scale(step)
+
+    n_cols = int(lay.sample_counts.sum())
+    s_step = series(S.SAMPLES_STEP, (), np.int64)
+    for q in lay.sample_quantities:
+        if n_cols == 0:
+            break
+        series(
+            f"{S.SAMPLES_GROUP}/{q}",
+            (n_cols,),
+            np.float32,
+            chunks=(block, min(n_cols, 1 << 16)),
+            compression=compression,
+        )
+    s_step.make_scale("sample_step")
+    f.require_group(S.SAMPLES_GROUP).attrs["quantities"] = list(lay.sample_quantities)
+
+    e_step = series(S.EXAMPLEWISE_STEP, (), np.int64)
+    series(f"{S.EXAMPLEWISE_GROUP}/batch_size", (), np.int64)
+    series(f"{S.EXAMPLEWISE_GROUP}/loss", (), np.float64)
+    e = series(f"{S.EXAMPLEWISE_GROUP}/stats", (n_layers + 1, len(S.EXAMPLEWISE_STATS)), np.float64)
+    e.attrs["stats"] = list(S.EXAMPLEWISE_STATS)
+    e_step.make_scale("examplewise_step")
+
+    series(S.FULL_STEP, (), np.int64, chunks=(block,))
+    fg = f.require_group(S.FULL_GROUP)
+    fg.attrs["quantities"] = list(lay.full_quantities)
+    for q in lay.full_quantities:
+        for i, layer in enumerate(lay.layers):
+            n = max(layer.numel, 1)
+            series(
+                _full_path(q, i),
+                (layer.numel,),
+                np.float32,
+                chunks=(1, min(n, 1 << 20)),
+                compression=compression,
+            )
+
+
+def _register_atexit(writer: RunWriter) -> Any:
+    ref = weakref.ref(writer)
+
+    def _close() -> None:
+        w = ref()
+        if w is not None and not w._closed:
+            try:
+                w.close()
+            except Exception:  # noqa: BLE001 - interpreter shutdown: nothing left to tell
+                pass
+
+    atexit.register(_close)
+    return _close

@@ -1,0 +1,32 @@
+"""Fixtures for the recorder tests."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from gradscope.optim import introspect
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Record float64 NumPy copies of everything ``last_step`` hands the recorder."""
+    seen: list[list[dict]] = []
+    real = introspect.last_step
+
+    def spying(optimizer):
+        steps = real(optimizer)
+        rows = []
+        for ps in steps:
+            row = {"param_id": id(ps.param), "lr": ps.lr, "group": ps.group}
+            for q in ("grad", "exp_avg", "exp_avg_sq", "stepsize", "update"):
+                v = getattr(ps, q)
+                row[q] = None if v is None else v.detach().double().cpu().numpy().copy()
+            row["param"] = ps.param.detach().double().cpu().numpy().copy()
+            rows.append(row)
+        seen.append(copy.deepcopy(rows))
+        return steps
+
+    monkeypatch.setattr(introspect, "last_step", spying)
+    return seen
