@@ -1,0 +1,133 @@
+"""Terminal rendering with rich: tables and progress bars, nothing computed here."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+console = Console()
+
+
+@contextlib.contextmanager
+def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
+    """A progress bar keyed by task name; yields ``advance(name, done, total)``."""
+    with Progress(
+        TextColumn("{task.description:>14}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def advance(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=done)
+
+        yield advance
+
+
+def render_comparison(rows: Sequence) -> None:
+    """Print the optimizer comparison table."""
+    table = Table(title="Optimizer comparison on digits (same weights, same data order)")
+    for col in (
+        "optimizer",
+        "steps",
+        "train loss",
+        "test acc",
+        "median layer std(u)",
+        "log10 spread of layer means",
+        "seconds",
+    ):
+        table.add_column(col, justify="right" if col != "optimizer" else "left")
+    for r in rows:
+        table.add_row(
+            r.name,
+            str(r.steps),
+            f"{r.final_train_loss:.4f}",
+            f"{100 * r.test_accuracy:.1f}%",
+            f"{r.median_layer_std:.4g}",
+            f"{r.layer_mean_spread:.2f}",
+            f"{r.seconds:.1f}",
+        )
+    console.print(table)
+    console.print(
+        "u is the adaptive stepsize (update = -lr u m_hat); lower layer std = "
+        "more SGD-like layers (Aida paper, Figs. 1, 2, 6)."
+    )
+
+
+def _fmt(v: object) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def render_info(info, *, as_json: bool = False) -> None:  # noqa: ANN001 - report.info.RunInfo
+    """Print what a run file holds (tables, or JSON with ``as_json``)."""
+    import dataclasses
+    import json
+
+    if as_json:
+        console.print_json(json.dumps(dataclasses.asdict(info), default=str))
+        return
+    table = Table(title=f"run file {info.path}", show_header=False)
+    for k, v in (
+        ("schema version", info.format_version),
+        ("optimizer", info.optimizer),
+        ("summary rows", info.n_rows),
+        ("steps", f"{info.first_step}..{info.last_step}"),
+        ("rows with histograms", info.hist_rows),
+        ("quantities", ", ".join(info.quantities)),
+        ("subsampled", ", ".join(info.sample_quantities) or "none"),
+        ("subsample rows", info.n_sample_rows),
+        ("full dumps", info.n_full_dumps),
+    ):
+        table.add_row(k, str(v))
+    console.print(table, markup=False)
+    layers = Table(title="layers (input -> output)")
+    layers.add_column("#", justify="right")
+    layers.add_column("name")
+    layers.add_column("n", justify="right")
+    for i, (name, n) in enumerate(zip(info.layers, info.sizes)):
+        layers.add_row(str(i), Text(name), str(n))
+    console.print(layers)
+    meta = {k: v for k, v in info.metadata.items() if k not in ("model",)}
+    if meta:
+        console.print(Text("metadata: " + json.dumps(meta, default=str)[:2000]))
+
+
+def render_report_summary(report) -> None:  # noqa: ANN001 - report.build.Report
+    """Concise summary of an analysis: headline numbers, skipped analyses, where files are."""
+    table = Table(title="gradscope analyze", show_header=False)
+    for k, v in report.headline.items():
+        table.add_row(Text(str(k)), Text(_fmt(v)))
+    console.print(table)
+    for k, v in report.analysis.skipped.items():
+        console.print(Text(f"skipped {k}: {v}", style="yellow"))
+    for n in report.analysis.notes:
+        console.print(Text(f"note: {n}", style="yellow"))
+    console.print(Text(f"report: {report.html}  ({len(report.files)} files in {report.out})"))
+
+
+def render_comparison_table(result) -> None:  # noqa: ANN001 - report.compare.Comparison
+    """Side-by-side headline numbers of several runs."""
+    table = Table(title="gradscope compare")
+    table.add_column("")
+    for label in result.labels:
+        table.add_column(Text(label), justify="right")
+    for row in result.table[1:]:
+        table.add_row(*(Text(_fmt(c)) for c in row))
+    console.print(table)
+    console.print(Text(f"report: {result.html}"))
+
+
+def render_files(files) -> None:  # noqa: ANN001 - sequence of paths
+    """List written files."""
+    for f in files:
+        console.print(Text(f"wrote {f}"))

@@ -1,0 +1,99 @@
+"""``gradscope analyze``: run file -> HTML report, figures and data, plus a terminal summary.
+
+Several files (or a quoted glob) are the per-rank files of one run: they are merged by
+:func:`gradscope.runfile.merge.merge_ranks` into ``<out>/<stem>.merged.h5`` first.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gradscope.cli._errors import user_errors
+
+
+def parse_steps(text: str | None) -> tuple[int | None, int | None] | None:
+    """``"A:B"``, ``"A:"``, ``":B"`` or ``"A"`` -> inclusive step window."""
+    if not text:
+        return None
+    lo, sep, hi = text.partition(":")
+    try:
+        a = int(lo) if lo.strip() else None
+        b = (int(hi) if hi.strip() else None) if sep else a
+    except ValueError:
+        raise ValueError(f"--steps must look like 100:2000, 100: or :2000, got {text!r}") from None
+    if a is not None and b is not None and b < a:
+        raise ValueError(f"--steps window is empty: {text!r}")
+    return a, b
+
+
+def expand_paths(paths: list[Path]) -> list[Path]:
+    """Expand glob patterns the shell left alone (quoted, or on Windows), sorted."""
+    out: list[Path] = []
+    for p in paths:
+        if not p.exists() and any(c in p.name for c in "*?["):
+            found = sorted(p.parent.glob(p.name))
+            if not found:
+                raise ValueError(f"no run file matches {str(p)!r}")
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
+
+
+def run_stem(path: Path) -> str:
+    """``run.rank00001.h5`` -> ``run``: the run's name without the rank suffix."""
+    return re.sub(r"\.rank\d+$", "", path.stem)
+
+
+def analyze(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Run file (.h5) to analyse, or the per-rank files of one run "
+            "(run.rank*.h5), merged into one view first."
+        ),
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder [default: <stem>_report].")
+    ] = None,
+    layers: Annotated[
+        list[str] | None, typer.Option("--layers", "-l", help="Layer to include (repeat).")
+    ] = None,
+    steps: Annotated[
+        str | None, typer.Option("--steps", help="Optimizer-step window, e.g. 100:2000.")
+    ] = None,
+    formats: Annotated[
+        list[str] | None, typer.Option("--format", "-f", help="Figure format: png, svg, pdf.")
+    ] = None,
+) -> None:
+    """Analyse a run: stepsizes, randomness tests, update laws; write an HTML report."""
+    from gradscope.cli._render import progress_bar, render_report_summary
+    from gradscope.report.build import build
+
+    with user_errors(), progress_bar() as advance:
+        files = expand_paths(paths)
+        path = files[0]
+        if len(files) > 1:
+            from gradscope.runfile.merge import merge_ranks
+
+            stem = run_stem(files[0])
+            out = out if out is not None else files[0].with_name(f"{stem}_report")
+            path = merge_ranks(files, out / f"{stem}.merged.h5")
+        report = build(
+            path,
+            out,
+            layers=layers or None,
+            steps=parse_steps(steps),
+            formats=tuple(formats) if formats else ("png", "svg"),
+            progress=advance,
+        )
+    render_report_summary(report)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to the app."""
+    app.command("analyze")(analyze)

@@ -1,0 +1,74 @@
+"""One self-contained HTML page: figures embedded as base64 PNG, every name escaped."""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["render_report"]
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;
+text-align:left}figure{margin:2em 0}img{max-width:100%}figcaption{color:#555;font-size:.9em}
+.skip{color:#8a5a00}
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def render_report(
+    title: str,
+    headline: Mapping[str, Any],
+    figures: Sequence[tuple[str, str, bytes]],
+    skipped: Mapping[str, str],
+    notes: Sequence[str] = (),
+    *,
+    meta: Sequence[tuple[str, str]] = (),
+    table: Sequence[Sequence[Any]] | None = None,
+) -> str:
+    """The HTML text of a report (opens offline: no external resources)."""
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_e(title)}</h1>",
+    ]
+    if meta:
+        out.append("<table>")
+        out += [f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in meta]
+        out.append("</table>")
+    out.append("<h2>Headline numbers</h2><table>")
+    out += [f"<tr><th>{_e(k)}</th><td>{_e(_fmt(v))}</td></tr>" for k, v in headline.items()]
+    out.append("</table>")
+    if table:
+        out.append("<table>")
+        out.append("<tr>" + "".join(f"<th>{_e(c)}</th>" for c in table[0]) + "</tr>")
+        for row in table[1:]:
+            out.append("<tr>" + "".join(f"<td>{_e(_fmt(c))}</td>" for c in row) + "</tr>")
+        out.append("</table>")
+    for n in notes:
+        out.append(f"<p class='skip'>Note: {_e(n)}</p>")
+    if skipped:
+        out.append("<h2>Skipped analyses</h2><ul>")
+        out += [f"<li class='skip'><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in skipped.items()]
+        out.append("</ul>")
+    for title_, caption, png in figures:
+        b64 = base64.b64encode(png).decode("ascii")
+        out.append(
+            f"<figure><h2>{_e(title_)}</h2>"
+            f'<img alt="{_e(title_)}" src="data:image/png;base64,{b64}">'
+            f"<figcaption>{_e(caption)}</figcaption></figure>"
+        )
+    out.append("</body></html>")
+    return "\n".join(out)

@@ -1,0 +1,94 @@
+"""Plot functions draw what the records hold (and only that), one figure per call."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pytest
+
+import gradscope.analysis as A
+from gradscope.plot import randomness as pr
+from gradscope.plot import stepsizes as ps
+from gradscope.plot import style
+from gradscope.plot import updates as pu
+
+
+@pytest.fixture
+def records():
+    steps = np.arange(1, 11)
+    mean = np.outer(np.linspace(1, 2, 10), [1.0, 10.0])
+    prof = A.stepsize_profile(steps, mean, 0.1 * mean, ["a", "b"])
+    rng_ = A.stepsize_range(steps, 0.5 * mean, 2 * mean, ["a", "b"])
+    cos = np.full((10, 2), 0.01)
+    cos[0] = np.nan
+    rnd = A.cosine_randomness(steps, cos, [100, 1000], ["a", "b"])
+    law = A.reference_law(10, 0.9)
+    fit = A.update_fit(law.rvs(500, random_state=0), 10, 0.9, layer="a")
+    mom = A.update_moments(steps[1:], law.rvs((9, 2, 100), random_state=1), 0.9, ["a", "b"])
+    return prof, rng_, rnd, fit, mom
+
+
+def test_backend_is_headless():
+    assert matplotlib.get_backend().lower() == "agg"
+
+
+def test_stepsize_profile_draws_the_numbers(records):
+    prof = records[0]
+    with style.theme():
+        fig = ps.draw_stepsize_profile(prof)
+    ax = fig.axes
+    assert len(ax) == 3 and ax[0].get_yscale() == "log"
+    np.testing.assert_array_equal(ax[0].lines[0].get_ydata(), prof.mean[:, 0])
+    np.testing.assert_array_equal(ax[1].lines[0].get_ydata(), prof.compactness)
+    assert "stepsize" in ax[0].get_ylabel() and ax[0].get_xlabel() == "optimizer step"
+
+
+def test_overlay_one_colour_per_run(records):
+    prof = records[0]
+    fig = ps.draw_stepsize_profile([prof, prof], labels=["r1", "r2"])
+    lines = fig.axes[1].lines
+    assert len(lines) == 2 and lines[0].get_color() != lines[1].get_color()
+    fig = pr.draw_randomness([records[2], records[2]], labels=["r1", "r2"])
+    assert len(fig.axes[1].lines) == 4
+
+
+def test_range_randomness_updates(records):
+    _, rng_, rnd, fit, mom = records
+    fig = ps.draw_stepsize_range(rng_)
+    np.testing.assert_array_equal(fig.axes[1].lines[0].get_ydata(), rng_.spread[:, 0])
+    fig = pr.draw_randomness(rnd)
+    np.testing.assert_array_equal(fig.axes[1].lines[0].get_ydata(), rnd.fraction_nonrandom)
+    fig = pu.draw_update_fits([fit, fit, fit], ncols=2)
+    visible = [a for a in fig.axes if a.get_visible()]
+    assert len(visible) == 3
+    np.testing.assert_array_equal(visible[0].lines[0].get_ydata(), fit.pdf)
+    fig = pu.draw_update_moments(mom)
+    np.testing.assert_array_equal(fig.axes[1].lines[-1].get_ydata(), mom.theory_var_abs)
+
+
+def test_momentum_note_in_title():
+    r = A.cosine_randomness([1, 2], [[0.9], [0.9]], [100], ["a"], quantity="update", momentum=0.9)
+    fig = pr.draw_randomness(r)
+    assert "not applied" in fig._suptitle.get_text()
+
+
+def test_save_and_embed(records, tmp_path):
+    fig = ps.draw_stepsize_profile(records[0])
+    paths = style.save(fig, tmp_path / "f", ("png", "svg", "pdf"))
+    assert [p.suffix for p in paths] == [".png", ".svg", ".pdf"]
+    assert paths[0].read_bytes()[:4] == b"\x89PNG" and style.png_bytes(fig)[:4] == b"\x89PNG"
+    assert style.svg_text(fig).lstrip().startswith("<?xml")
+
+
+def test_palette_colourblind_and_theme_is_scoped():
+    before = dict(matplotlib.rcParams)
+    with style.theme():
+        assert matplotlib.rcParams["axes.grid"]
+    assert matplotlib.rcParams["axes.grid"] == before["axes.grid"]
+    assert len(style.palette(12)) == 12
+
+
+def test_law_curves_drawn():
+    c = A.law_curves([2, 10], [0.9])
+    fig = pu.draw_law_curves(c)
+    assert len(fig.axes[0].lines) == 2
