@@ -1,0 +1,241 @@
+"""A controlled optimizer comparison on embedded data (scikit-learn's bundled digits).
+
+Every optimizer trains the same MLP from the same initial weights on the same data order;
+what differs is only the optimizer. Besides loss and accuracy, each run reports the
+layerwise statistics of its adaptive stepsizes u (update = -lr u m_hat), as the
+:class:`gradscope.Recorder` logged them at the last recorded step: the quantities of the
+Aida paper's Figs. 1, 2 and 6.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import gradscope.optim as O
+
+#: name -> (constructor, learning rate) of the default comparison
+DEFAULT_OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "sgd-momentum": lambda p: O.SGD(p, lr=0.05, momentum=0.9),
+    "adam": lambda p: O.Adam(p, lr=1e-3),
+    "adabelief": lambda p: O.AdaBelief(p, lr=1e-3),
+    "aida": lambda p: O.Aida(p, lr=1e-3, k=2),
+    "setadam": lambda p: O.SETAdam(p, lr=1e-3),
+    "ladam": lambda p: O.LAdam(p, lr=1e-3),
+}
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One optimizer's result: losses, accuracy and layerwise stepsize statistics.
+
+    ``layer_std`` and ``layer_mean`` are the within-layer std and mean of the stepsizes
+    u at the last step, one entry per parameter tensor (input -> output order).
+    """
+
+    name: str
+    steps: int
+    final_train_loss: float
+    test_accuracy: float
+    seconds: float
+    layer_mean: tuple[float, ...]
+    layer_std: tuple[float, ...]
+
+    @property
+    def median_layer_std(self) -> float:
+        """Median over layers of the within-layer std of the stepsizes."""
+        return float(np.median(self.layer_std))
+
+    @property
+    def layer_mean_spread(self) -> float:
+        """log10(max/min) of the layer means of u: how compact the layers' stepsizes are."""
+        m = np.asarray(self.layer_mean)
+        return float(np.log10(m.max() / m.min())) if np.all(m > 0) else math.nan
+
+
+def load_digits_tensors(seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Digits (1797 8x8 images, 10 classes) standardized, split 80/20 with a fixed seed.
+
+    The three pixels that are blank in every image are dropped: their weights would get
+    exactly zero gradients, so Adam's stepsize there is 1/eps = 1e8 and such dead inputs
+    would dominate every stepsize statistic. 61 features remain.
+    """
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = torch.tensor(data.data, dtype=torch.float32) / 16.0
+    x = x[:, x.std(0) > 0]
+    x = (x - x.mean(0)) / x.std(0)
+    y = torch.tensor(data.target, dtype=torch.long)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    n_train = int(0.8 * len(x))
+    tr, te = perm[:n_train], perm[n_train:]
+    return x[tr], y[tr], x[te], y[te]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What one training run on digits ended with."""
+
+    steps: int
+    final_train_loss: float
+    test_accuracy: float
+    seconds: float
+
+
+#: input width of :func:`load_digits_tensors`
+DIGITS_FEATURES = 61
+
+
+def make_digits_mlp(hidden: Sequence[int] = (128, 64), seed: int = 0) -> nn.Module:
+    """A tanh MLP 61 -> hidden... -> 10 with seeded initial weights."""
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    width = DIGITS_FEATURES
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.Tanh()]
+        width = h
+    layers.append(nn.Linear(width, 10))
+    return nn.Sequential(*layers)
+
+
+def train_digits(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    epochs: int = 10,
+    batch_size: int = 64,
+    seed: int = 0,
+    device: str = "cpu",
+    recorder: Any = None,
+    examplewise: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` on the digits training split; the data order depends only on ``seed``.
+
+    ``recorder`` (a :class:`gradscope.Recorder`) gets the losses; ``examplewise=True``
+    computes per-example moments every step and hands them to the optimizer (Eve).
+    """
+    xtr, ytr, xte, yte = (t.to(device) for t in load_digits_tensors(seed))
+    gen = torch.Generator().manual_seed(seed)  # the same data order for every optimizer
+    total = epochs * math.ceil(len(xtr) / batch_size)
+    steps, t0, loss = 0, time.perf_counter(), torch.tensor(math.nan)
+    for _ in range(epochs):
+        order = torch.randperm(len(xtr), generator=gen).to(device)
+        for i in range(0, len(xtr), batch_size):
+            idx = order[i : i + batch_size]
+            optimizer.zero_grad()
+            if examplewise:
+                from gradscope import examplewise as ew
+
+                mom = ew.examplewise_moments(
+                    model, nn.functional.cross_entropy, xtr[idx], ytr[idx], projections=False
+                )
+                ew.set_grads_from_moments(model, mom)
+                optimizer.set_examplewise(ew.sq_mean_by_param(model, mom), mom.batch_size)
+                loss = mom.loss
+            else:
+                loss = nn.functional.cross_entropy(model(xtr[idx]), ytr[idx])
+                loss.backward()
+            if recorder is not None:
+                recorder.log_loss(loss)
+            optimizer.step()
+            steps += 1
+            if progress:
+                progress(steps, total)
+    with torch.no_grad():
+        acc = (model(xte).argmax(1) == yte).float().mean().item()
+    return TrainResult(steps, float(loss.detach()), acc, time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What :func:`run_demo` produced: one row and one run file per optimizer, a report
+    (``report.compare.Comparison``, or ``report.build.Report`` for a single optimizer)."""
+
+    rows: tuple[ComparisonRow, ...]
+    run_files: tuple[Path, ...]
+    report: Path
+    report_result: Any
+
+
+def run_demo(
+    out: str | os.PathLike[str] = "gradscope-demo",
+    names: Sequence[str] | None = None,
+    *,
+    epochs: int = 10,
+    seed: int = 0,
+    device: str = "cpu",
+    every: int = 1,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> DemoResult:
+    """The main job: record every optimizer on digits, then analyze and compare the runs.
+
+    Each optimizer trains the same MLP (same initial weights, same data order) under a
+    :class:`gradscope.Recorder`; the run files land in ``out`` and
+    :func:`gradscope.report.compare.compare_runs` writes the overlaid report to
+    ``out/report``.
+    """
+    from gradscope.record import Recorder
+    from gradscope.report.build import build
+    from gradscope.report.compare import compare_runs
+    from gradscope.runfile import RunFile
+
+    names = list(names or DEFAULT_OPTIMIZERS)
+    _check_names(names)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, paths = [], []
+    for name in names:
+        model = make_digits_mlp(seed=seed).to(device)
+        opt = DEFAULT_OPTIMIZERS[name](model.parameters())
+        path = out / f"{name}.h5"
+        tags = {"demo": "digits", "optimizer": name, "epochs": epochs}
+        with Recorder(
+            model, opt, path, every=every, sample=1024, overwrite=True, seed=seed, tags=tags
+        ) as rec:
+            res = train_digits(
+                model,
+                opt,
+                epochs=epochs,
+                seed=seed,
+                device=device,
+                recorder=rec,
+                progress=(lambda d, t, name=name: progress(name, d, t)) if progress else None,
+            )
+        with RunFile(path) as run:  # the stepsize columns of the table: last recorded row
+            mean, std = run.summary("stepsize", "mean")[-1], run.summary("stepsize", "std")[-1]
+        rows.append(
+            ComparisonRow(
+                name=name,
+                steps=res.steps,
+                final_train_loss=res.final_train_loss,
+                test_accuracy=res.test_accuracy,
+                seconds=res.seconds,
+                layer_mean=tuple(float(x) for x in mean),
+                layer_std=tuple(float(x) for x in std),
+            )
+        )
+        paths.append(path)
+    if len(paths) == 1:  # nothing to overlay: the single run's own report
+        report = build(paths[0], out / "report", progress=progress)
+    else:
+        report = compare_runs(paths, out / "report", progress=progress)
+    return DemoResult(tuple(rows), tuple(paths), report.html, report)
+
+
+def _check_names(names: Sequence[str]) -> None:
+    unknown = [n for n in names if n not in DEFAULT_OPTIMIZERS]
+    if unknown:
+        raise ValueError(
+            f"unknown optimizer(s) {unknown}; choose from {sorted(DEFAULT_OPTIMIZERS)}"
+        )
