@@ -371,8 +371,8 @@ class AdaptiveOptimizer(TrackedOptimizer):
         if self._tracking:
             stepsize = u
             if d is not None:
-                stepsize = ops.reciprocal(d)
+                stepsize = ops.reciprocal_(d)  # d is transient: every denominator is fresh
                 if c != 1.0:
                     ops.mul_(stepsize, c)
-            update = ops.sub(x, x_prev)
+            update = ops.diff_into(x, x_prev)
             self._keep(params, ops.items(stepsize), ops.items(update))

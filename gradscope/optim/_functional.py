@@ -200,8 +200,14 @@ class _Single:
         x.sub_(s[0])
 
     @staticmethod
-    def reciprocal(d: Tensor) -> Tensor:
-        return torch.reciprocal(d)
+    def reciprocal_(d: Tensor) -> Tensor:
+        """1/d in place (d is a transient denominator), returned."""
+        return d.reciprocal_()
+
+    @staticmethod
+    def diff_into(x: Tensor, prev: Tensor) -> Tensor:
+        """x - prev written over prev (a transient copy), returned: no allocation on the CPU."""
+        return torch.sub(x, prev, out=prev)
 
     @staticmethod
     def clone(x: Tensor) -> Tensor:
@@ -353,8 +359,14 @@ class _Foreach:
         torch._foreach_sub_(x, s)
 
     @staticmethod
-    def reciprocal(d: list[Tensor]) -> list[Tensor]:
-        return torch._foreach_reciprocal(d)
+    def reciprocal_(d: list[Tensor]) -> list[Tensor]:
+        torch._foreach_reciprocal_(d)
+        return d
+
+    @staticmethod
+    def diff_into(x: list[Tensor], prev: list[Tensor]) -> list[Tensor]:
+        # one fused kernel; the device caching allocator makes the new list cheap
+        return torch._foreach_sub(x, prev)
 
     @staticmethod
     def clone(x: list[Tensor]) -> list[Tensor]:

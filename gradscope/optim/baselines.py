@@ -124,7 +124,7 @@ class SGD(TrackedOptimizer):
         ops.add_scaled_(x, direction, -lr)
         if self._tracking:
             ones = [torch.ones((), dtype=p.dtype, device=p.device) for p in params]
-            self._keep(params, ones, ops.items(ops.sub(x, x_prev)))
+            self._keep(params, ones, ops.items(ops.diff_into(x, x_prev)))
 
 
 class Fromage(TrackedOptimizer):

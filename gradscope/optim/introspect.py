@@ -81,8 +81,9 @@ def _torch_adam(opt: torch.optim.Optimizer) -> list[ParamStep]:
             t = float(st["step"])
             bc1, bc2 = 1.0 - b1**t, 1.0 - b2**t
             v = st["max_exp_avg_sq"] if group["amsgrad"] else st["exp_avg_sq"]
-            u = torch.reciprocal(v.sqrt() / math.sqrt(bc2) + eps)
-            adam_part = st["exp_avg"] * u * (-lr / bc1)
+            # the same operations as torch's step, in place on two fresh tensors
+            u = v.sqrt().div_(math.sqrt(bc2)).add_(eps).reciprocal_()
+            adam_part = torch.mul(st["exp_avg"], u).mul_(-lr / bc1)
             if decoupled and wd:
                 # x_t = x_{t-1}(1 - lr wd) + adam_part  =>  x_{t-1} = (x_t - adam_part)/(1 - lr wd)
                 x_prev = (p.detach() - adam_part) / (1.0 - lr * wd)

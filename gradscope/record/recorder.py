@@ -471,6 +471,13 @@ class Recorder:
         self._prev_ok = {q: [False] * len(layers) for q in self.cosine_quantities}
         self._prev_norm = {q: np.full(len(layers), np.nan) for q in self.cosine_quantities}
         self._hist = sm.Histogrammer()
+        # Per-step results go into preallocated tables, one row view per layer: a recorded
+        # step writes in place and stacks nothing (the Python overhead is per layer).
+        f32 = {"dtype": torch.float32, "device": device}
+        self._raw = {q: torch.empty(len(layers), len(sm.RAW), **f32) for q in self.quantities}
+        self._raw_rows = {q: list(t.unbind(0)) for q, t in self._raw.items()}
+        self._dot = {q: torch.empty(len(layers), **f32) for q in self.cosine_quantities}
+        self._dot_rows = {q: list(t.unbind(0)) for q, t in self._dot.items()}
         self._writer = RunWriter(self.path, layout, self._metadata(layers), **self._writer_kw)
 
     def _metadata(self, layers: tuple[S.LayerInfo, ...]) -> dict[str, Any]:
@@ -547,12 +554,14 @@ class Recorder:
 
         if plan.summary:
             for q in self.quantities:
-                rows = [
-                    None if v is None else sm.raw_moments(v, n) for v, n in zip(values[q], self._n)
-                ]
-                put("raw", q, sm.stack_rows(rows, len(sm.RAW), device))
+                for v, n, row in zip(values[q], self._n, self._raw_rows[q]):
+                    if v is None:
+                        row.fill_(float("nan"))
+                    else:
+                        sm.raw_moments(v, n, out=row)
+                put("raw", q, self._raw[q])
             for q in self.cosine_quantities:
-                put("dot", q, self._dots(q, values[q], device))
+                put("dot", q, self._dots(q, values[q]))
             if plan.hist:
                 for q in self.quantities:
                     spec = self._layout.hist_specs[q]
@@ -605,22 +614,24 @@ class Recorder:
                 ]
             self._writer.write_full(self._step, full)
 
-    def _dots(self, q: str, values: list[Any], device: torch.device) -> torch.Tensor:
+    def _dots(self, q: str, values: list[Any]) -> torch.Tensor:
         """Inner products with the previous recorded value; keeps a float32 copy of this one."""
-        dots: list[torch.Tensor | None] = []
-        prev, ok = self._prev[q], self._prev_ok[q]
+        prev, ok, rows = self._prev[q], self._prev_ok[q], self._dot_rows[q]
         for c, (v, n) in enumerate(zip(values, self._n)):
             if v is None:
-                dots.append(None)
+                rows[c].fill_(float("nan"))
                 ok[c] = False
                 continue
-            f = v.detach().to(torch.float32).expand(self._shapes[c]).reshape(-1)
+            f = sm.flat32(v.expand(self._shapes[c])) if v.dim() == 0 else sm.flat32(v)
             if prev[c] is None:
                 prev[c] = torch.empty(n, dtype=torch.float32, device=f.device)
-            dots.append(torch.dot(f, prev[c]).reshape(1) if ok[c] else None)
+            if ok[c]:
+                torch.dot(f, prev[c], out=rows[c])
+            else:
+                rows[c].fill_(float("nan"))
             prev[c].copy_(f)  # in place: no allocation per step
             ok[c] = True
-        return sm.stack_rows(dots, 1, device)
+        return self._dot[q]
 
     def _write_summary(
         self,

@@ -33,11 +33,14 @@ _INF_BITS = 0x7F800000
 _CANCELLATION = 1e3
 
 
-def _flat32(x: torch.Tensor) -> torch.Tensor:
+def flat32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as a flat contiguous float32 tensor, a view when it already is one."""
+    if x.dtype == torch.float32 and x.is_contiguous():
+        return x.detach().view(-1)  # the common case: no copy, two calls
     return x.detach().reshape(-1).to(torch.float32).contiguous()
 
 
-def raw_moments(x: torch.Tensor, n: int) -> torch.Tensor:
+def raw_moments(x: torch.Tensor, n: int, out: torch.Tensor | None = None) -> torch.Tensor:
     """``[sum, sum of squares, min, max]`` of one layer value over all ``n`` coordinates.
 
     Three passes over the data and no temporaries (``sum``, ``dot``, ``aminmax``): on the
@@ -45,15 +48,25 @@ def raw_moments(x: torch.Tensor, n: int) -> torch.Tensor:
     coordinates make the result non-finite; :func:`finalize_moments` flags those layers
     and the recorder recomputes them with :func:`finite_moments`.
 
+    Args:
+        x: the layer value (any float dtype, or 0-d for a value shared by all coordinates).
+        n: the layer size.
+        out: float32 ``(4,)`` tensor on ``x``'s device to write into (the recorder passes
+            rows of one preallocated table, so a step allocates and stacks nothing).
+
     Returns:
-        float32 tensor of shape ``(4,)`` on ``x``'s device.
+        ``out`` (or a new float32 tensor of shape ``(4,)``) on ``x``'s device.
     """
+    if out is None:
+        out = torch.empty(4, dtype=torch.float32, device=x.device)
     if x.dim() == 0:
         v = x.detach().to(torch.float32)
-        return torch.stack([v * n, v * v * n, v, v])
-    f = _flat32(x)
-    lo, hi = torch.aminmax(f)
-    return torch.stack([f.sum(), torch.dot(f, f), lo, hi])
+        return torch.stack([v * n, v * v * n, v, v], out=out)
+    f = flat32(x)
+    torch.sum(f, dim=0, out=out[0])
+    torch.dot(f, f, out=out[1])
+    torch.aminmax(f, out=(out[2], out[3]))
+    return out
 
 
 def finalize_moments(
@@ -117,7 +130,7 @@ def hist_bins(x: torch.Tensor, spec: HistSpec) -> torch.Tensor:
     The magnitude bin is read from the float32 bit pattern: exponent and the leading
     ``spec.sub`` mantissa bits, so no logarithm is taken and every edge is exact.
     """
-    b = _flat32(x).view(torch.int32)
+    b = flat32(x).view(torch.int32)
     a = b & _ABS_MASK
     nb = spec.n_magnitude
     base = (spec.e_lo + 127) << spec.sub
@@ -151,7 +164,7 @@ class Histogrammer:
             idx = hist_bins(x.reshape(1), spec)
             out = torch.zeros(spec.n_bins, dtype=torch.int64, device=x.device)
             return out.index_fill_(0, idx, n)
-        f = _flat32(x)
+        f = flat32(x)
         buf = self._scratch.get(f.device)
         if buf is None or buf.numel() < f.numel():
             buf = torch.empty(f.numel(), dtype=torch.int32, device=f.device)
