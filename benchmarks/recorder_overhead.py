@@ -13,13 +13,20 @@ Modes (all record every optimizer step of torch.optim.Adam unless named otherwis
 * ``defaults``: ``Recorder(model, opt, path)`` as is (summary+hist+subsample);
 * ``full-every-100``: ``summary`` plus full grad/update/stepsize tensors every 100 steps.
 
-Prints one table per model and device; ratios are medians over repeats of
-(median recorded step time / median plain step time of the same repeat).
+Prints one table per model and device with two ratios per mode:
+
+* ``ratio``: median over repeats of (median recorded step time / median plain step time
+  of the same repeat), plain and recorded being separate runs, interleaved;
+* ``paired``: one run that records every second step (``every=2``); median time of the
+  recorded steps / median time of the unrecorded steps of that same run. Same model,
+  same allocator and cache state, so run-to-run noise (large on a shared CPU: the plain
+  CNN step varied 21-27 ms between runs) cancels. Not given for ``full-every-100``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import tempfile
 import time
@@ -31,6 +38,7 @@ from torch import nn
 import gradscope.optim
 from gradscope.record import Recorder, every
 
+UNPAIRED = {"plain", "full-every-100"}
 MODES = {
     "plain": None,
     "introspect-only": {"quantities": (), "hist_every": None, "sample": 0},
@@ -67,13 +75,18 @@ OPTIMIZERS = {
 }
 
 
-def run_once(make, batch, mode, steps, device, tmp: Path, tag: str, optim: str) -> float:
+def run_once(
+    make, batch, mode, steps, device, tmp: Path, tag: str, optim: str, paired: bool = False
+) -> float:
+    """Median step time of one run; with ``paired``, recorded / unrecorded step time."""
     torch.manual_seed(0)
     model = make().to(device)
     opt = OPTIMIZERS[optim](model.parameters())
     x = torch.randn(batch, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     kw = MODES[mode]
+    if paired:
+        kw = {**kw, "every": 2}
     rec = None if kw is None else Recorder(model, opt, tmp / f"{tag}.h5", overwrite=True, **kw)
     times = []
     for i in range(steps + 5):
@@ -92,6 +105,10 @@ def run_once(make, batch, mode, steps, device, tmp: Path, tag: str, optim: str) 
             times.append(time.perf_counter() - t0)
     if rec is not None:
         rec.close()
+    if paired:  # times[j] is step j + 6; every=2 records the even steps
+        on = [t for j, t in enumerate(times) if (j + 6) % 2 == 0]
+        off = [t for j, t in enumerate(times) if (j + 6) % 2 == 1]
+        return statistics.median(on) / statistics.median(off)
     return statistics.median(times)
 
 
@@ -116,21 +133,25 @@ def main() -> None:
                 make, batch = MODELS[name]
                 n_par = sum(p.numel() for p in make().parameters())
                 per = {m: [] for m in modes}
+                pair = {m: [] for m in modes if m not in UNPAIRED}
                 for r in range(args.repeats):  # interleaved: every mode once per repeat
                     for m in modes:
-                        per[m].append(
-                            run_once(
-                                make, batch, m, args.steps, device, tmp, f"{m}{r}", args.optimizer
-                            )
-                        )
+                        run = functools.partial(
+                            run_once, make, batch, m, args.steps, device, tmp, f"{m}{r}",
+                            args.optimizer,
+                        )  # fmt: skip
+                        per[m].append(run())
+                        if m in pair:
+                            pair[m].append(run(paired=True))
                 base = statistics.median(per["plain"])
                 print(f"\n{name} ({n_par:,} parameters, batch {batch}) on {device.type}, "
                       f"{args.threads} thread(s), {args.optimizer}; "
                       f"plain step {base * 1e3:.2f} ms")  # fmt: skip
-                print(f"{'mode':<20} {'ms/step':>8} {'ratio':>6}")
+                print(f"{'mode':<20} {'ms/step':>8} {'ratio':>6} {'paired':>6}")
                 for m in modes:
                     ratio = statistics.median(t / b for t, b in zip(per[m], per["plain"]))
-                    print(f"{m:<20} {statistics.median(per[m]) * 1e3:8.2f} {ratio:6.2f}")
+                    paired = f"{statistics.median(pair[m]):6.2f}" if m in pair else f"{'-':>6}"
+                    print(f"{m:<20} {statistics.median(per[m]) * 1e3:8.2f} {ratio:6.2f} {paired}")
 
 
 if __name__ == "__main__":

@@ -191,8 +191,14 @@ class Recorder:
             self._fail(RunFileError(f"cannot create run file {self.path}: directory not writable"))
             return
         self._register_forward_order()
-        self._handles.append(optimizer.register_step_pre_hook(self._pre_hook))
-        self._handles.append(optimizer.register_step_post_hook(self._post_hook))
+        # When the user compiles a function that calls ``optimizer.step()``, dynamo would trace
+        # these hooks (file I/O, host copies): run them eagerly instead, one graph break each.
+        self._handles.append(
+            optimizer.register_step_pre_hook(torch.compiler.disable(self._pre_hook))
+        )
+        self._handles.append(
+            optimizer.register_step_post_hook(torch.compiler.disable(self._post_hook))
+        )
 
     # ------------------------------------------------------------------ public
     @property
@@ -727,8 +733,19 @@ def _check_quantities(qs: Iterable[str], what: str) -> tuple[str, ...]:
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
+    """The user's module under DDP/DataParallel and ``torch.compile`` wrappers, in any nesting.
+
+    Layer names then read as in the user's model (no ``module.`` or ``_orig_mod.`` prefix);
+    hooks on its submodules still run inside the compiled or replicated forward.
+    """
     parallel = (nn.parallel.DistributedDataParallel, nn.DataParallel)
-    return model.module if isinstance(model, parallel) else model
+    while True:
+        if isinstance(model, parallel):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile
+            model = model._orig_mod
+        else:
+            return model
 
 
 def _dist_rank() -> tuple[int, int]:

@@ -25,9 +25,10 @@ def mlp():
 
 def train(model, opt, rec, steps, *, batch=32, nan_at=None, loss_log=True):
     g = torch.Generator().manual_seed(1)
+    n_in = getattr(model, "_orig_mod", model)[0].in_features  # also under torch.compile
     losses = []
     for t in range(1, steps + 1):
-        x = torch.randn(batch, model[0].in_features, generator=g)
+        x = torch.randn(batch, n_in, generator=g)
         y = torch.randint(0, 3, (batch,), generator=g)
         opt.zero_grad()
         loss = nn.functional.cross_entropy(model(x), y)
@@ -441,3 +442,83 @@ def test_strict_close_error_does_not_mask_training_exception(tmp_path, monkeypat
         with Recorder(model, opt, tmp_path / "s.h5", flush_every=4, strict=True) as rec:
             train(model, opt, rec, 6)  # block 1 written; rows 5-6 fail only at close
             raise KeyError("mine")
+
+
+@pytest.mark.parametrize("wrap", ["compile", "compile-fullgraph"])
+def test_compiled_model_records_as_eager(tmp_path, wrap):
+    """torch.compile (dynamo + AOTAutograd, no C++ build) records the same run as eager.
+
+    Names carry no ``_orig_mod.`` prefix, the forward-order hooks survive tracing (with
+    ``fullgraph=True``, so they cause no graph break), and every statistic equals the
+    eager run's to float rounding.
+    """
+    runs = {}
+    for kind in ("eager", wrap):
+        model = mlp()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        run_model = model
+        if kind != "eager":
+            torch._dynamo.reset()
+            run_model = torch.compile(
+                model, backend="aot_eager", fullgraph=kind.endswith("fullgraph")
+            )
+        path = tmp_path / f"{kind}.h5"
+        with Recorder(run_model, opt, path, strict=True) as rec:
+            train(run_model, opt, rec, 4)
+        runs[kind] = RunFile(path)
+    eager, comp = runs["eager"], runs[wrap]
+    try:
+        assert comp.layers == eager.layers == ["0.weight", "0.bias", "2.weight", "2.bias"]
+        np.testing.assert_array_equal(comp.forward_rank, [0, 1, 2, 3])
+        np.testing.assert_array_equal(comp.steps, [1, 2, 3, 4])
+        np.testing.assert_allclose(comp.loss, eager.loss, rtol=1e-5)
+        for q in ("grad", "stepsize", "update"):
+            np.testing.assert_allclose(
+                comp.summary(q, "norm"), eager.summary(q, "norm"), rtol=1e-4, atol=1e-9
+            )
+        np.testing.assert_allclose(comp.cosine("grad"), eager.cosine("grad"), atol=1e-4)
+    finally:
+        eager.close()
+        comp.close()
+
+
+@pytest.mark.parametrize("make_opt", ["torch", "gradscope"])
+def test_compiled_optimizer_step_records_as_eager(tmp_path, make_opt):
+    """A user-compiled ``opt.step()`` runs the recorder's hooks eagerly (compiler-disabled):
+
+    without that, dynamo traces them and gradscope's optimizer loses its tracking flag.
+    The compiled run's rows equal the eager run's.
+    """
+    import gradscope.optim
+
+    cls = torch.optim.Adam if make_opt == "torch" else gradscope.optim.Adam
+    runs = {}
+    for kind in ("eager", "compiled"):
+        model = mlp()
+        opt = cls(model.parameters(), lr=1e-2)
+        step = opt.step
+        if kind == "compiled":
+            torch._dynamo.reset()
+            step = torch.compile(opt.step, backend="aot_eager")
+        path = tmp_path / f"{kind}.h5"
+        g = torch.Generator().manual_seed(1)
+        with Recorder(model, opt, path, strict=True) as rec:
+            for _ in range(4):
+                x, y = torch.randn(32, 12, generator=g), torch.randint(0, 3, (32,), generator=g)
+                opt.zero_grad()
+                loss = nn.functional.cross_entropy(model(x), y)
+                loss.backward()
+                rec.log_loss(loss)
+                step()
+        runs[kind] = RunFile(path)
+    eager, comp = runs["eager"], runs["compiled"]
+    try:
+        np.testing.assert_array_equal(comp.steps, [1, 2, 3, 4])
+        np.testing.assert_allclose(comp.loss, eager.loss, rtol=1e-5)
+        for q in ("grad", "exp_avg_sq", "stepsize", "update"):
+            np.testing.assert_allclose(
+                comp.summary(q, "norm"), eager.summary(q, "norm"), rtol=1e-4, atol=1e-9
+            )
+    finally:
+        eager.close()
+        comp.close()
