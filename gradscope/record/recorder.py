@@ -43,6 +43,8 @@ from gradscope.runfile import schema as S
 from gradscope.runfile.writer import RunWriter
 
 _N_MOMENTS = len(sm.MOMENTS)
+#: Layers of at most this many coordinates are reduced together (segmented reductions).
+_SMALL_LAYER = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -484,6 +486,17 @@ class Recorder:
         self._raw_rows = {q: list(t.unbind(0)) for q, t in self._raw.items()}
         self._dot = {q: torch.empty(len(layers), **f32) for q in self.cosine_quantities}
         self._dot_rows = {q: list(t.unbind(0)) for q, t in self._dot.items()}
+        # Small layers (biases, norm scales) are reduced together: a handful of segmented
+        # calls instead of a few calls per layer (the per-call cost dominates there).
+        small = [c for c, n in enumerate(self._n) if n <= _SMALL_LAYER]
+        self._small_cols = small if len(small) >= 2 else []
+        self._small_set = frozenset(self._small_cols)
+        big = [c for c in range(len(layers)) if c not in self._small_set]
+        i64 = {"dtype": torch.int64, "device": device}
+        self._small_idx = torch.tensor(self._small_cols, **i64)
+        self._small_len = torch.tensor([self._n[c] for c in self._small_cols], **i64)
+        self._big_cols = big
+        self._big_idx = torch.tensor(big, **i64)
         self._writer = RunWriter(self.path, layout, self._metadata(layers), **self._writer_kw)
 
     def _metadata(self, layers: tuple[S.LayerInfo, ...]) -> dict[str, Any]:
@@ -559,25 +572,23 @@ class Recorder:
             sizes.append((kind, q, t.numel()))
 
         if plan.summary:
+            flats: dict[str, torch.Tensor] = {}  # the small layers of a quantity, end to end
             for q in self.quantities:
-                for v, n, row in zip(values[q], self._n, self._raw_rows[q]):
+                small = self._small_values(values[q])
+                for c, (v, n, row) in enumerate(zip(values[q], self._n, self._raw_rows[q])):
                     if v is None:
                         row.fill_(float("nan"))
-                    else:
+                    elif small is None or c not in self._small_set:
                         sm.raw_moments(v, n, out=row)
+                if small is not None:
+                    rows, flats[q] = sm.segmented_moments(small, self._small_len)
+                    self._raw[q].index_copy_(0, self._small_idx, rows)
                 put("raw", q, self._raw[q])
             for q in self.cosine_quantities:
                 put("dot", q, self._dots(q, values[q]))
             if plan.hist:
                 for q in self.quantities:
-                    spec = self._layout.hist_specs[q]
-                    rows = [
-                        torch.zeros(spec.n_bins, dtype=torch.int64, device=device)
-                        if v is None
-                        else self._hist(v, n, spec)
-                        for v, n in zip(values[q], self._n)
-                    ]
-                    put("hist", q, torch.stack(rows))
+                    put("hist", q, self._histograms(q, values[q], flats.get(q)))
             if isinstance(loss, torch.Tensor):
                 put("loss", "", loss.reshape(-1)[:1])
         if plan.samples:
@@ -619,6 +630,34 @@ class Recorder:
                     for c, (v, n) in enumerate(zip(values[q], self._n))
                 ]
             self._writer.write_full(self._step, full)
+
+    def _small_values(self, values: list[Any]) -> list[torch.Tensor] | None:
+        """The small layers' values when they can be reduced together (all full tensors)."""
+        if not self._small_cols:
+            return None
+        small = [values[c] for c in self._small_cols]
+        if any(v is None or v.dim() == 0 for v in small):
+            return None
+        return small
+
+    def _histograms(self, q: str, values: list[Any], flat: torch.Tensor | None) -> torch.Tensor:
+        """``(L, n_bins)`` counts; the small layers from their flat buffer when there is one."""
+        spec = self._layout.hist_specs[q]
+        device = self._params[0].device
+
+        def one(v: torch.Tensor | None, n: int) -> torch.Tensor:
+            if v is None:
+                return torch.zeros(spec.n_bins, dtype=torch.int64, device=device)
+            return self._hist(v, n, spec)
+
+        if flat is None:
+            return torch.stack([one(v, n) for v, n in zip(values, self._n)])
+        table = torch.empty(len(self._n), spec.n_bins, dtype=torch.int64, device=device)
+        if self._big_cols:
+            big = [one(values[c], self._n[c]) for c in self._big_cols]
+            table.index_copy_(0, self._big_idx, torch.stack(big))
+        table.index_copy_(0, self._small_idx, self._hist.segmented(flat, self._small_len, spec))
+        return table
 
     def _dots(self, q: str, values: list[Any]) -> torch.Tensor:
         """Inner products with the previous recorded value; keeps a float32 copy of this one."""

@@ -69,6 +69,31 @@ def raw_moments(x: torch.Tensor, n: int, out: torch.Tensor | None = None) -> tor
     return out
 
 
+def segmented_moments(
+    values: Sequence[torch.Tensor], lengths: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`raw_moments` rows of many layer values at once, and their flat concatenation.
+
+    One copy into a flat float32 buffer, three segmented reductions (sum, min, max) and one
+    multi-tensor norm, whatever the number of layers: the recorder uses it for the small
+    layers (biases, norm scales) where per-layer calls cost more than the arithmetic.
+
+    Args:
+        values: full (not 0-d) layer values.
+        lengths: int64 tensor of their sizes, on their device.
+
+    Returns:
+        ``(len(values), 4)`` float32 rows and the flat buffer (for :meth:`Histogrammer.segmented`).
+    """
+    flats = [flat32(v) for v in values]
+    flat = torch.cat(flats)
+    sums = torch.segment_reduce(flat, "sum", lengths=lengths, unsafe=True)  # unsafe: no sync
+    mins = torch.segment_reduce(flat, "min", lengths=lengths, unsafe=True)
+    maxs = torch.segment_reduce(flat, "max", lengths=lengths, unsafe=True)
+    sumsq = torch.stack(torch._foreach_norm(flats)).square_()
+    return torch.stack([sums, sumsq, mins, maxs], dim=1), flat
+
+
 def finalize_moments(
     raw: np.ndarray, n: np.ndarray, present: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -175,6 +200,26 @@ class Histogrammer:
         fine = torch.bincount(key, minlength=1 << (9 + spec.sub))
         out = torch.zeros(spec.n_bins, dtype=torch.int64, device=f.device)
         return out.index_add_(0, self._map(spec, f.device), fine)
+
+    def segmented(self, flat: torch.Tensor, lengths: torch.Tensor, spec: HistSpec) -> torch.Tensor:
+        """Counts of many layers laid end to end in ``flat`` (float32), one row per layer.
+
+        Each coordinate's fine key is offset by its layer's index times the number of fine
+        keys, so one ``bincount`` counts every layer; the fold into ``spec``'s bins is one
+        ``index_add_`` over the layer rows.
+
+        Returns:
+            int64 ``(len(lengths), spec.n_bins)``.
+        """
+        n_fine = 1 << (9 + spec.sub)
+        n_layers = lengths.numel()
+        key = torch.bitwise_right_shift(flat.view(torch.int32), 23 - spec.sub)
+        base = torch.arange(n_layers, dtype=torch.int32, device=flat.device) * n_fine
+        key.add_(torch.repeat_interleave(base, lengths, output_size=flat.numel()))
+        key.add_(1 << (8 + spec.sub))
+        fine = torch.bincount(key, minlength=n_layers * n_fine).view(n_layers, n_fine)
+        out = torch.zeros(n_layers, spec.n_bins, dtype=torch.int64, device=flat.device)
+        return out.index_add_(1, self._map(spec, flat.device), fine)
 
     def _map(self, spec: HistSpec, device: torch.device) -> torch.Tensor:
         m = self._maps.get((spec, device))

@@ -30,3 +30,13 @@ def spy(monkeypatch):
 
     monkeypatch.setattr(introspect, "last_step", spying)
     return seen
+
+
+@pytest.fixture(params=["segmented", "per-layer"])
+def layer_path(request, monkeypatch):
+    """Run a test with small layers reduced together (the default) and one layer at a time."""
+    if request.param == "per-layer":
+        from gradscope.record import recorder
+
+        monkeypatch.setattr(recorder, "_SMALL_LAYER", 0)
+    return request.param

@@ -28,7 +28,7 @@ class Backwards(nn.Module):
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-def test_recorded_update_is_parameter_change_and_stats_match(tmp_path, spy, name):
+def test_recorded_update_is_parameter_change_and_stats_match(tmp_path, spy, name, layer_path):
     torch.manual_seed(0)
     model = Backwards()
     opt = OPTIMIZERS[name](model.parameters(), lr=1e-2)

@@ -60,7 +60,7 @@ def cos(a, b):
     return float(a.ravel() @ b.ravel() / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def test_adam_every_summary_matches_numpy(tmp_path, spy):
+def test_adam_every_summary_matches_numpy(tmp_path, spy, layer_path):
     model = mlp()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     path = tmp_path / "run.h5"
@@ -146,7 +146,7 @@ def test_same_seed_same_indices_other_seed_other(tmp_path):
     assert not np.array_equal(idx[0], idx[2])
 
 
-def test_sgd_layerwise_stepsize_and_missing_moments(tmp_path, spy):
+def test_sgd_layerwise_stepsize_and_missing_moments(tmp_path, spy, layer_path):
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     with Recorder(model, opt, tmp_path / "sgd.h5") as rec:
@@ -206,7 +206,7 @@ def test_schedules_select_rows(tmp_path, spy):
         )
 
 
-def test_nan_gradients_recorded_and_counted(tmp_path, spy):
+def test_nan_gradients_recorded_and_counted(tmp_path, spy, layer_path):
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with Recorder(model, opt, tmp_path / "nan.h5") as rec:
@@ -385,7 +385,7 @@ class Seq(nn.Module):
         (Seq, lambda: torch.randint(0, 11, (4, 5))),
     ],
 )
-def test_models_every_parameter_recorded(tmp_path, make, data):
+def test_models_every_parameter_recorded(tmp_path, make, data, layer_path):
     torch.manual_seed(0)
     model = make()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)

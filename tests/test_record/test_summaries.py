@@ -112,3 +112,30 @@ def test_gather():
     x = torch.randn(4, 5)
     ix = torch.tensor([0, 7, 19])
     np.testing.assert_array_equal(sm.gather(x, ix).numpy(), x.reshape(-1)[ix].numpy())
+
+
+def test_segmented_equals_per_layer():
+    """Small layers reduced together give the per-layer rows and counts exactly (min, max,
+    histograms) or to float32 rounding (sums); non-finite layers stay non-finite."""
+    vals = [
+        torch.randn(7),
+        torch.randn(3, 4) * 1e-3,
+        torch.rand(20, dtype=torch.float64) + 1,  # converted to float32 like the per-layer path
+        torch.tensor([float("nan"), 1.0]),
+        torch.tensor([float("inf"), -2.0, 0.0]),
+        torch.tensor([5.0]),
+        torch.randn(8, 2).t(),  # non-contiguous
+    ]
+    lengths = torch.tensor([v.numel() for v in vals])
+    rows, flat = sm.segmented_moments(vals, lengths)
+    ref = torch.stack([sm.raw_moments(v, v.numel()) for v in vals])
+    assert flat.dtype == torch.float32 and flat.numel() == int(lengths.sum())
+    torch.testing.assert_close(rows[:, 2:], ref[:, 2:], rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(rows[:, :2], ref[:, :2], rtol=1e-6, atol=0, equal_nan=True)
+    assert torch.isnan(rows[3]).all() and not torch.isfinite(rows[4, :2]).any()
+    hist = sm.Histogrammer()
+    for spec in S.HIST_SPECS.values():
+        seg = hist.segmented(flat, lengths, spec)
+        per = torch.stack([hist(v, v.numel(), spec) for v in vals])
+        assert torch.equal(seg, per)
+        assert torch.equal(seg.sum(1), lengths)
