@@ -76,8 +76,8 @@ def _torch_adam(opt: torch.optim.Optimizer) -> list[ParamStep]:
         decoupled = isinstance(opt, torch.optim.AdamW) or group.get("decoupled_weight_decay", False)
         for p in group["params"]:
             st = opt.state.get(p)
-            if not st or "exp_avg" not in st:
-                continue
+            if p.grad is None or not st or "exp_avg" not in st:
+                continue  # torch's step skipped it: its state is the previous step's
             t = float(st["step"])
             bc1, bc2 = 1.0 - b1**t, 1.0 - b2**t
             v = st["max_exp_avg_sq"] if group["amsgrad"] else st["exp_avg_sq"]

@@ -96,3 +96,17 @@ def test_unknown_optimizer_is_named_in_the_error():
     with pytest.raises(UnsupportedOptimizerError, match="Adagrad"):
         introspect.track(opt)
     assert not introspect.supports(opt) and introspect.supports(O.Aida([torch.zeros(1)]))
+
+
+@pytest.mark.parametrize("cls", [torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD])
+def test_torch_parameter_skipped_by_the_step_is_not_reported(cls):
+    """torch skips parameters whose grad is None; their state is the previous step's, so
+    reporting them would invent an update that was never applied."""
+    a, b = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2))
+    opt = cls([a, b], lr=0.1, momentum=0.9) if cls is torch.optim.SGD else cls([a, b], lr=0.1)
+    introspect.track(opt)
+    for step in range(2):
+        a.grad, b.grad = torch.full((3,), 0.5), (torch.full((2,), -1.0) if step == 0 else None)
+        opt.step()
+    reported = [ps.param for ps in introspect.last_step(opt)]
+    assert len(reported) == 1 and reported[0] is a
