@@ -497,6 +497,14 @@ class Recorder:
         self._small_len = torch.tensor([self._n[c] for c in self._small_cols], **i64)
         self._big_cols = big
         self._big_idx = torch.tensor(big, **i64)
+        # the small layers' previous values, in one buffer; per-layer views share it
+        self._prev_small: dict[str, torch.Tensor] = {}
+        for q in self.cosine_quantities:
+            buf = torch.empty(sum(self._n[c] for c in self._small_cols), **f32)
+            self._prev_small[q] = buf
+            views = buf.split([self._n[c] for c in self._small_cols])
+            for c, view in zip(self._small_cols, views):
+                self._prev[q][c] = view
         self._writer = RunWriter(self.path, layout, self._metadata(layers), **self._writer_kw)
 
     def _metadata(self, layers: tuple[S.LayerInfo, ...]) -> dict[str, Any]:
@@ -585,7 +593,7 @@ class Recorder:
                     self._raw[q].index_copy_(0, self._small_idx, rows)
                 put("raw", q, self._raw[q])
             for q in self.cosine_quantities:
-                put("dot", q, self._dots(q, values[q]))
+                put("dot", q, self._dots(q, values[q], flats.get(q)))
             if plan.hist:
                 for q in self.quantities:
                     put("hist", q, self._histograms(q, values[q], flats.get(q)))
@@ -659,10 +667,16 @@ class Recorder:
         table.index_copy_(0, self._small_idx, self._hist.segmented(flat, self._small_len, spec))
         return table
 
-    def _dots(self, q: str, values: list[Any]) -> torch.Tensor:
-        """Inner products with the previous recorded value; keeps a float32 copy of this one."""
+    def _dots(self, q: str, values: list[Any], flat: torch.Tensor | None) -> torch.Tensor:
+        """Inner products with the previous recorded value; keeps a float32 copy of this one.
+
+        With ``flat`` (the small layers end to end), those layers take one segmented
+        reduction against their previous values, which live in one buffer as well.
+        """
         prev, ok, rows = self._prev[q], self._prev_ok[q], self._dot_rows[q]
         for c, (v, n) in enumerate(zip(values, self._n)):
+            if flat is not None and c in self._small_set:
+                continue
             if v is None:
                 rows[c].fill_(float("nan"))
                 ok[c] = False
@@ -676,6 +690,17 @@ class Recorder:
                 rows[c].fill_(float("nan"))
             prev[c].copy_(f)  # in place: no allocation per step
             ok[c] = True
+        if flat is not None:
+            before = self._prev_small[q]
+            dots = torch.segment_reduce(flat * before, "sum", lengths=self._small_len, unsafe=True)
+            fresh = [c for c in self._small_cols if not ok[c]]
+            if fresh:  # no previous value: NaN, as on the per-layer path
+                mask = torch.tensor([ok[c] for c in self._small_cols], device=dots.device)
+                dots = torch.where(mask, dots, float("nan"))
+            self._dot[q].index_copy_(0, self._small_idx, dots)
+            before.copy_(flat)
+            for c in self._small_cols:
+                ok[c] = True
         return self._dot[q]
 
     def _write_summary(

@@ -522,3 +522,43 @@ def test_compiled_optimizer_step_records_as_eager(tmp_path, make_opt):
     finally:
         eager.close()
         comp.close()
+
+
+@pytest.mark.parametrize("make_opt", ["torch", "gradscope"])
+def test_parameter_skipping_a_step_is_missing_there_and_restarts_cosines(
+    tmp_path, spy, layer_path, make_opt
+):
+    """A parameter without a gradient at step 3 is not updated by the optimizer: its row is
+    NaN there, its cosine is NaN at steps 3 and 4 (no previous value) and exact again at 5."""
+    import gradscope.optim
+
+    cls = torch.optim.Adam if make_opt == "torch" else gradscope.optim.Adam
+    model = mlp()
+    opt = cls(model.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(1)
+    path = tmp_path / "skip.h5"
+    with Recorder(model, opt, path, sample=0):
+        for t in range(1, 6):
+            x, y = torch.randn(32, 12, generator=g), torch.randint(0, 3, (32,), generator=g)
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            if t == 3:
+                model[2].bias.grad = None
+            before = model[2].bias.detach().clone()
+            opt.step()
+            if t == 3:
+                assert torch.equal(model[2].bias, before)  # the optimizer skipped it
+    with RunFile(path) as run:
+        li = run.layer_index("2.bias")
+        for q in S.QUANTITIES:
+            assert np.isnan(run.summary(q, "mean")[2, li]), q
+            assert np.isfinite(run.summary(q, "mean")[[0, 1, 3, 4], li]).all(), q
+        assert run.histogram("grad", "2.bias")[2].sum() == 0
+        cg = run.cosine("grad", "2.bias")
+        assert np.isnan(cg[[0, 2, 3]]).all()
+        rows = [by_name(model, r)["2.bias"] for r in spy if "2.bias" in by_name(model, r)]
+        assert len(rows) == 4  # steps 1, 2, 4, 5
+        assert cg[1] == pytest.approx(cos(rows[1]["grad"], rows[0]["grad"]), rel=1e-5)
+        assert cg[4] == pytest.approx(cos(rows[3]["grad"], rows[2]["grad"]), rel=1e-5)
+        other = run.cosine("update", "0.bias")
+        assert np.isnan(other[0]) and np.isfinite(other[1:]).all()
