@@ -165,6 +165,17 @@ def _batch_size(batch: tuple[Tensor, ...]) -> int:
     return sizes[0]
 
 
+#: With ``chunk_size=None``, :func:`examplewise_moments` keeps at most this many bytes of
+#: per-example gradients at once (all B examples of a small model; fewer for a large one).
+AUTO_CHUNK_BYTES = 1 << 30
+
+
+def _auto_chunk(params: dict[str, Tensor], batch_size: int) -> int:
+    """Examples per chunk so that their gradients take at most :data:`AUTO_CHUNK_BYTES`."""
+    per_example = sum(p.numel() * p.element_size() for p in params.values())
+    return max(1, min(batch_size, AUTO_CHUNK_BYTES // max(per_example, 1)))
+
+
 def _chunk_size(chunk_size: int | None, batch_size: int) -> int:
     if chunk_size is None:
         return batch_size
@@ -352,8 +363,10 @@ def examplewise_moments(
 
     The batch is processed ``chunk_size`` examples at a time and only running sums are
     kept, so with chunk_size < B the per-example gradients of all B examples never exist
-    at once (peak: chunk_size x model). The result does not depend on the chunking beyond
-    rounding.
+    at once (peak: chunk_size x model). By default the chunk is as large as
+    :data:`AUTO_CHUNK_BYTES` (1 GiB) of per-example gradients allows: the whole batch
+    for small models, a bounded peak for large ones. The result does not depend on the
+    chunking beyond rounding.
 
     The projections <g_b, gbar> need gbar before any g_b is discarded. With one chunk
     they are taken from that chunk directly. With several chunks a second pass recomputes
@@ -367,7 +380,8 @@ def examplewise_moments(
         model: the network (see :func:`per_example_grads`).
         loss_fn: mean-reduced loss ``loss_fn(outputs, targets)``.
         *batch: ``(*inputs, targets)``, each with leading batch dimension B.
-        chunk_size: examples per ``vmap`` call; None: all at once.
+        chunk_size: examples per ``vmap`` call; None: as many as fit in
+            :data:`AUTO_CHUNK_BYTES` of per-example gradients.
         projections: also compute ``dots`` (needed by the inner-product and orthogonality
             tests).
 
@@ -375,8 +389,8 @@ def examplewise_moments(
         The :class:`ExamplewiseMoments` of the batch.
     """
     n = _batch_size(batch)
-    size = _chunk_size(chunk_size, n)
     fn = _Examplewise(model, loss_fn, len(batch))
+    size = _auto_chunk(fn.params, n) if chunk_size is None else _chunk_size(chunk_size, n)
     single = size >= n
     start_rng = fn.rng_state() if projections and not single else None
 

@@ -526,3 +526,29 @@ def test_rowwise_cpu_path_matches_vectorized(monkeypatch: pytest.MonkeyPatch, n:
         assert_dicts_close(rowwise.mean, vectorized.mean, atol=0)
     else:
         assert_moments_close(rowwise, vectorized)
+
+
+def test_default_chunk_bounds_the_per_example_gradients_kept(monkeypatch) -> None:
+    """chunk_size=None keeps at most AUTO_CHUNK_BYTES of per-example gradients at once: with
+    a budget of 3 examples the batch of 8 runs in chunks of 3, 3, 2 (twice, for the
+    projections) and gives the one-chunk result."""
+    import gradscope.examplewise as ew
+
+    model, loss_fn, batch = setup("residual", n=8)
+    full = examplewise_moments(model, loss_fn, *batch, chunk_size=8)
+    per_example = sum(p.numel() * p.element_size() for p in model.parameters())
+    monkeypatch.setattr(ew, "AUTO_CHUNK_BYTES", 3 * per_example + per_example // 2)
+    seen: list[int] = []
+    real = ew._Examplewise.__call__
+
+    def spying(self, chunk):
+        seen.append(chunk[0].shape[0])
+        return real(self, chunk)
+
+    monkeypatch.setattr(ew._Examplewise, "__call__", spying)
+    assert_moments_close(examplewise_moments(model, loss_fn, *batch), full)
+    assert seen == [3, 3, 2, 3, 3, 2]
+    monkeypatch.setattr(ew, "AUTO_CHUNK_BYTES", 1)  # smaller than one example: one at a time
+    seen.clear()
+    examplewise_moments(model, loss_fn, *batch, projections=False)
+    assert seen == [1] * 8
