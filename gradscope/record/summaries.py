@@ -169,12 +169,29 @@ def hist_bins(x: torch.Tensor, spec: HistSpec) -> torch.Tensor:
     return idx.long()
 
 
+def count_keys(key: torch.Tensor, n: int) -> torch.Tensor:
+    """Occurrences of each key in ``[0, n)`` (int64, ``(n,)``), without a host sync.
+
+    ``torch.bincount`` is the fastest on the CPU, but on CUDA it reads the largest key back
+    to the host to size its output (a sync per call); a fixed-size ``index_add_`` does not.
+    """
+    if key.device.type == "cpu":
+        return torch.bincount(key, minlength=n)
+    return scatter_count(key, n)
+
+
+def scatter_count(key: torch.Tensor, n: int) -> torch.Tensor:
+    """:func:`count_keys` by ``index_add_`` into ``n`` fixed bins (the accelerator path)."""
+    out = torch.zeros(n, dtype=torch.int64, device=key.device)
+    return out.index_add_(0, key, torch.ones_like(key, dtype=torch.int64))
+
+
 class Histogrammer:
     """Fixed-bin histograms of layer values, with reusable scratch memory.
 
     Each coordinate's float32 bit pattern shifted right by ``23 - sub`` is a fine key
-    (sign, exponent and ``sub`` leading mantissa bits: ``2**(9 + sub)`` keys); one
-    ``bincount`` counts the keys, and a precomputed table folds the fine counts into the
+    (sign, exponent and ``sub`` leading mantissa bits: ``2**(9 + sub)`` keys);
+    :func:`count_keys` counts them, and a precomputed table folds the fine counts into the
     bins of a :class:`HistSpec` (whose edges lie on the fine grid). One int32 scratch
     buffer the size of the largest layer is kept, so a step allocates nothing large.
     """
@@ -197,7 +214,7 @@ class Histogrammer:
         key = buf[: f.numel()]
         torch.bitwise_right_shift(f.view(torch.int32), 23 - spec.sub, out=key)
         key.add_(1 << (8 + spec.sub))
-        fine = torch.bincount(key, minlength=1 << (9 + spec.sub))
+        fine = count_keys(key, 1 << (9 + spec.sub))
         out = torch.zeros(spec.n_bins, dtype=torch.int64, device=f.device)
         return out.index_add_(0, self._map(spec, f.device), fine)
 
@@ -205,7 +222,7 @@ class Histogrammer:
         """Counts of many layers laid end to end in ``flat`` (float32), one row per layer.
 
         Each coordinate's fine key is offset by its layer's index times the number of fine
-        keys, so one ``bincount`` counts every layer; the fold into ``spec``'s bins is one
+        keys, so one count covers every layer; the fold into ``spec``'s bins is one
         ``index_add_`` over the layer rows.
 
         Returns:
@@ -217,7 +234,7 @@ class Histogrammer:
         base = torch.arange(n_layers, dtype=torch.int32, device=flat.device) * n_fine
         key.add_(torch.repeat_interleave(base, lengths, output_size=flat.numel()))
         key.add_(1 << (8 + spec.sub))
-        fine = torch.bincount(key, minlength=n_layers * n_fine).view(n_layers, n_fine)
+        fine = count_keys(key, n_layers * n_fine).view(n_layers, n_fine)
         out = torch.zeros(n_layers, spec.n_bins, dtype=torch.int64, device=flat.device)
         return out.index_add_(1, self._map(spec, flat.device), fine)
 

@@ -139,3 +139,32 @@ def test_segmented_equals_per_layer():
         per = torch.stack([hist(v, v.numel(), spec) for v in vals])
         assert torch.equal(seg, per)
         assert torch.equal(seg.sum(1), lengths)
+
+
+def test_scatter_count_equals_bincount():
+    """The accelerator's counting (fixed-size index_add_, no host sync) equals bincount."""
+    g = torch.Generator().manual_seed(3)
+    for n, size in ((2048, 10_000), (5 * 2048, 3), (7, 0)):
+        key = torch.randint(0, n, (size,), generator=g, dtype=torch.int32)
+        want = torch.bincount(key, minlength=n)
+        assert torch.equal(sm.scatter_count(key, n), want)
+        assert torch.equal(sm.count_keys(key, n), want)
+
+
+def test_histograms_through_the_accelerator_count(monkeypatch):
+    """Forcing the no-sync count on the CPU, per-layer and segmented histograms still equal
+    the reference binning (what runs on CUDA, checked where no GPU is lent)."""
+    monkeypatch.setattr(sm, "count_keys", sm.scatter_count)
+    vals = [
+        torch.randn(300) * 10.0 ** torch.randint(-30, 5, (300,)),
+        torch.rand(40),
+        torch.randn(5),
+    ]
+    vals[0][7] = float("nan")
+    lengths = torch.tensor([v.numel() for v in vals])
+    _, flat = sm.segmented_moments(vals, lengths)
+    hist = sm.Histogrammer()
+    for spec in S.HIST_SPECS.values():
+        ref = torch.stack([sm.histogram(v, v.numel(), spec) for v in vals])
+        assert torch.equal(torch.stack([hist(v, v.numel(), spec) for v in vals]), ref)
+        assert torch.equal(hist.segmented(flat, lengths, spec), ref)
