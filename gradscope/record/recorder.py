@@ -693,10 +693,9 @@ class Recorder:
         if flat is not None:
             before = self._prev_small[q]
             dots = torch.segment_reduce(flat * before, "sum", lengths=self._small_len, unsafe=True)
-            fresh = [c for c in self._small_cols if not ok[c]]
-            if fresh:  # no previous value: NaN, as on the per-layer path
-                mask = torch.tensor([ok[c] for c in self._small_cols], device=dots.device)
-                dots = torch.where(mask, dots, float("nan"))
+            had = [ok[c] for c in self._small_cols]
+            if not all(had):  # no previous value: NaN, as on the per-layer path
+                dots = torch.where(torch.tensor(had, device=dots.device), dots, float("nan"))
             self._dot[q].index_copy_(0, self._small_idx, dots)
             before.copy_(flat)
             for c in self._small_cols:
