@@ -5,7 +5,7 @@ Run: ``python examples/record_plain_loop.py [run.h5]`` (a temporary file by defa
 
 from __future__ import annotations
 
-import sys
+import argparse
 import tempfile
 from pathlib import Path
 
@@ -20,7 +20,9 @@ model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU()
 optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 x, y = torch.randn(512, 20), torch.randint(0, 4, (512,))
 
-path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp()) / "run.h5"
+ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+ap.add_argument("path", nargs="?", type=Path, help="run file to write (replaced if it exists)")
+path = ap.parse_args().path or Path(tempfile.mkdtemp()) / "run.h5"
 schedule = any_of(log_spaced(10), every(25))  # dense early, then every 25 steps
 
 with Recorder(model, optimizer, path, every=schedule, sample=256, overwrite=True) as rec:
