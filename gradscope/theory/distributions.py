@@ -428,9 +428,11 @@ class adam_update_imhof_gen(stats.rv_continuous):
     Notes
     -----
     ``u = m_hat/sqrt(v_hat)`` with bias-corrected EMAs (``beta1``, ``beta2``) and ``eps = 0``.
-    No closed form exists; the CDF is Imhof's (1961) inversion integral for the indefinite
-    quadratic form ``g^T (w w^T - x^2 A) g``, the pdf its derivative, and the moments
-    Laplace-transform integrals (quadrature error about 1e-11). Support
+    No closed form exists. The CDF of the indefinite quadratic form ``g^T (w w^T - x^2 A) g``
+    is one real integral over a finite range (:func:`exact.quadform_cdf`: Craig's formula on
+    the diagonalised form, equal to Imhof's (1961) inversion integral to ~1e-13 and ~50x
+    faster), the pdf its complex-step derivative, and the moments Laplace-transform
+    integrals (quadrature error about 1e-11). Support
     ``[-B, B]`` with the sharp bound ``B = sqrt(sum w_i^2/a_i)`` (Proposition 1). Each
     evaluation costs a 1-D integral: use it on grids of hundreds of points, not on 1e7 samples
     (:data:`ema_update` is within 1e-4 of it for Adam defaults). ``rvs`` samples the recursion's
@@ -458,13 +460,13 @@ class adam_update_imhof_gen(stats.rv_continuous):
         return exact.adam_weights(int(t), float(beta1), float(beta2))
 
     def _cdf(self, x, t, beta1, beta2):
-        return _grouped(lambda xs, *k: exact.imhof_cdf(xs, *self._wa(*k)), x, t, beta1, beta2)
+        return _grouped(lambda xs, *k: exact.quadform_cdf(xs, *self._wa(*k)), x, t, beta1, beta2)
 
     def _sf(self, x, t, beta1, beta2):
         return self._cdf(-np.asarray(x), t, beta1, beta2)
 
     def _pdf(self, x, t, beta1, beta2):
-        return _grouped(lambda xs, *k: exact.imhof_pdf(xs, *self._wa(*k)), x, t, beta1, beta2)
+        return _grouped(lambda xs, *k: exact.quadform_pdf(xs, *self._wa(*k)), x, t, beta1, beta2)
 
     def _rvs(self, t, beta1, beta2, size=None, random_state=None):
         w, a = self._wa(np.ravel(t)[0], np.ravel(beta1)[0], np.ravel(beta2)[0])
@@ -510,8 +512,9 @@ class quadform_update_gen(stats.rv_continuous):
 
     Notes
     -----
-    No shape parameters: the weights are fixed at construction. CDF by Imhof's formula, pdf
-    by its derivative, even moments by the Laplace-transform integral; support
+    No shape parameters: the weights are fixed at construction. CDF by
+    :func:`exact.quadform_cdf` (checked against Imhof's formula), pdf by its derivative, even
+    moments by the Laplace-transform integral; support
     ``[-B, B]`` with ``B = sqrt(sum w^2/a)``. The density can be bimodal (spec section 7.1).
 
     References
@@ -537,13 +540,13 @@ class quadform_update_gen(stats.rv_continuous):
         return dct
 
     def _cdf(self, x):
-        return exact.imhof_cdf(x, self._w, self._a, self._scale)
+        return exact.quadform_cdf(x, self._w, self._a, self._scale)
 
     def _sf(self, x):
         return self._cdf(-np.asarray(x))
 
     def _pdf(self, x):
-        return exact.imhof_pdf(x, self._w, self._a, self._scale)
+        return exact.quadform_pdf(x, self._w, self._a, self._scale)
 
     def _rvs(self, size=None, random_state=None):
         return _sample_quadform(self._w, self._a, self._scale, size, random_state)

@@ -45,6 +45,9 @@ __all__ = [
     "laplace_abs_mean",
     "laplace_even_moment",
     "paper_approx_var_abs_update",
+    "quadform_abs_cdf",
+    "quadform_cdf",
+    "quadform_pdf",
     "student_t_model",
     "student_t_variance",
     "t_eff",
@@ -471,6 +474,168 @@ def imhof_pdf(
         h = 1e-6 * bound
         out[zero] = 0.5 * _imhof_integrals(np.array([h]), w_arr, a, scale, True)[1][0]
     return np.maximum(out, 0).reshape(x.shape)
+
+
+# --------------------------------------------------------------------------------------------
+# The same law by a real, finite integral (fast path): diagonalise the form, then Craig.
+# --------------------------------------------------------------------------------------------
+#
+# In the eigenbasis of M = b b^T - x^2 diag(alpha), Q = lam Z_0^2 - S with one positive
+# eigenvalue lam and S = sum_j mu_j Z_j^2 (mu_j > 0) independent of Z_0. Craig's formula
+# P(Z_0^2 > y) = (2/pi) int_0^{pi/2} exp(-y / (2 sin^2 th)) dth and the Laplace transform of S
+# give  P(|u| > x) = P(Q > 0) = (2/pi) int_0^{pi/2} h(th)^(-1/2) dth  with
+# h = prod_j (1 + s mu_j), s = r / sin^2 th, r = 1/lam. The determinant lemma and
+# 1 = sum b_i^2 / (lam + c_i), c_i = x^2 alpha_i, turn h into an O(t) expression with no
+# cancellation and no eigenvalues but lam:
+#     h = prod_i (1 + s c_i) * r * sum_i b_i^2 / ((1 + s c_i)(1 + r c_i)).
+# The integrand is smooth and real: Gauss-Legendre in th for P(|u| > x), and in log th for
+# P(|u| <= x) when that is the smaller one (its integrand 1 - h^(-1/2) lives at th ~ x).
+# The density is the complex-step derivative of the same integral (exact to rounding).
+
+_GL_TH = np.polynomial.legendre.leggauss(128)
+_GL_LOG = np.polynomial.legendre.leggauss(256)
+_CHUNK = 2_000_000  # complex elements per (points, nodes, t) block
+
+
+def _lambda_plus(b2: FloatArray, c: FloatArray) -> FloatArray:
+    """The positive root lam of sum b2/(lam + c) = 1 per row of ``c`` (c >= 0 real)."""
+    lo = np.zeros(c.shape[0])
+    hi = np.full(c.shape[0], b2.sum())  # the sum is <= 1 there
+    lam = hi.copy()
+    for _ in range(200):
+        q = b2 / (lam[:, None] + c)
+        f = q.sum(axis=1) - 1.0
+        lo = np.where(f > 0, lam, lo)
+        hi = np.where(f <= 0, lam, hi)
+        new = lam + f / (q / (lam[:, None] + c)).sum(axis=1)
+        new = np.where((new <= lo) | (new >= hi), 0.5 * (lo + hi), new)
+        done = np.all(np.abs(new - lam) <= 1e-15 * lam)
+        lam = new
+        if done:
+            break
+    return lam
+
+
+def _craig_log_h(
+    sin2: FloatArray, x: np.ndarray, lam_real: FloatArray, b2: FloatArray, alpha: FloatArray
+) -> np.ndarray:
+    """log h at the nodes ``sin2 = sin^2 th`` (nx, nodes); ``x`` real or complex (nx,)."""
+    c = x[:, None] ** 2 * alpha[None, :]
+    lam = lam_real.astype(x.dtype)
+    if np.iscomplexobj(x):  # complex step: Newton from the real root, quadratic convergence
+        for _ in range(3):
+            q = b2 / (lam[:, None] + c)
+            lam = lam + (q.sum(axis=1) - 1.0) / (q / (lam[:, None] + c)).sum(axis=1)
+    r = 1.0 / lam
+    sc = (r[:, None] / sin2)[:, :, None] * c[:, None, :]
+    rc = 1.0 + r[:, None] * c  # (nx, t)
+    rest = (b2 / ((1.0 + sc) * rc[:, None, :])).sum(axis=2)
+    return np.log1p(sc).sum(axis=2) + np.log(r)[:, None] + np.log(rest)
+
+
+def _craig_block(
+    x: FloatArray, b2: FloatArray, alpha: FloatArray, want_pdf: bool
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """``P(|u| <= x)``, ``P(|u| > x)`` (each from the form that keeps its relative
+    precision) and the x-derivative of the first, for ``0 < x < bound`` (one memory block)."""
+    lam = _lambda_plus(b2, x[:, None] ** 2 * alpha[None, :])
+    h_step = 1e-20 * x
+    xc = x + 1j * h_step
+
+    # P(|u| > x): Gauss-Legendre in th on [0, pi/2]
+    nodes, weights = _GL_TH
+    th = (nodes + 1.0) * (np.pi / 4)
+    sin2 = np.broadcast_to(np.sin(th) ** 2, (x.size, th.size))
+    wt = weights * (np.pi / 4) * (2 / np.pi)
+    sf = np.exp(-0.5 * _craig_log_h(sin2, x, lam, b2, alpha)) @ wt
+    cdf = 1.0 - sf
+    dens = np.zeros_like(x)
+    if want_pdf:
+        dsf = (np.exp(-0.5 * _craig_log_h(sin2, xc, lam, b2, alpha)) @ wt).imag / h_step
+        dens = -dsf
+
+    # P(|u| <= x) directly where it is the smaller: th = exp(z), z from log th_lo to log pi/2
+    small = sf > 0.5
+    if np.any(small):
+        xs, lam_s = x[small], lam[small]
+        th_x = np.minimum(np.pi / 2, xs * np.sqrt(np.min(alpha) / lam_s))
+        z_lo = np.log(1e-7 * th_x)  # below th_lo the integrand is 1 to ~1e-14: add th_lo
+        z_hi = math.log(np.pi / 2)
+        nodes, weights = _GL_LOG
+        half = 0.5 * (z_hi - z_lo)
+        z = z_lo[:, None] + half[:, None] * (nodes[None, :] + 1.0)
+        th = np.exp(z)
+        sin2 = np.sin(th) ** 2
+        wt = (2 / np.pi) * half[:, None] * weights[None, :] * th
+        log_h = _craig_log_h(sin2, xs, lam_s, b2, alpha)
+        cdf[small] = (2 / np.pi) * np.exp(z_lo) + np.sum(-np.expm1(-0.5 * log_h) * wt, axis=1)
+        sf[small] = 1.0 - cdf[small]
+        if want_pdf:
+            log_hc = _craig_log_h(sin2, xc[small], lam_s, b2, alpha)
+            dens[small] = np.sum(-np.expm1(-0.5 * log_hc) * wt, axis=1).imag / h_step[small]
+    return cdf, sf, dens
+
+
+def _craig(
+    x: ArrayLike, w: ArrayLike, a: ArrayLike, scale: ArrayLike | None, want_pdf: bool
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """``P(|u| <= |x|)``, ``P(|u| > |x|)`` and the density of ``|u|`` at ``|x|``, like ``x``."""
+    x = np.asarray(x, dtype=float)
+    b, alpha = _scaled(w, a, scale)
+    b2 = b * b
+    bound = update_bound(np.asarray(w, dtype=float), a)
+    ax = np.abs(x).ravel()
+    cdf = np.where(ax >= bound, 1.0, 0.0)
+    sf = 1.0 - cdf
+    dens = np.zeros_like(ax)
+    # Near 0, 1 - h^(-1/2) falls below the rounding of log h: use the even, smooth density
+    # there, f(x) = f(x0) + O(x0^2) and P(|u| <= x) = f(x0) x (1 + O(x^2)), x0 = 1e-6 bound.
+    x0 = 1e-6 * bound
+    inside = np.flatnonzero((ax >= x0) & (ax < bound))
+    step = max(1, _CHUNK // (_GL_LOG[0].size * b2.size))
+    for i in range(0, inside.size, step):
+        idx = inside[i : i + step]
+        cdf[idx], sf[idx], dens[idx] = _craig_block(ax[idx], b2, alpha, want_pdf)
+    near = np.flatnonzero(ax < x0)
+    if near.size:
+        f0 = _craig_block(np.array([x0]), b2, alpha, True)[2][0]
+        dens[near] = f0
+        cdf[near] = f0 * ax[near]
+        sf[near] = 1.0 - cdf[near]
+    shape = x.shape
+    return (
+        np.clip(cdf, 0.0, 1.0).reshape(shape),
+        np.clip(sf, 0.0, 1.0).reshape(shape),
+        np.maximum(dens, 0.0).reshape(shape),
+    )
+
+
+def quadform_abs_cdf(
+    x: ArrayLike, w: ArrayLike, a: ArrayLike, scale: ArrayLike | None = None
+) -> FloatArray:
+    """Exact ``P(|u| <= x)`` (see :func:`quadform_cdf`), to ~12 digits also near 0."""
+    return _craig(x, w, a, scale, False)[0]
+
+
+def quadform_cdf(
+    x: ArrayLike, w: ArrayLike, a: ArrayLike, scale: ArrayLike | None = None
+) -> FloatArray:
+    """Exact CDF of ``u = w.g / sqrt(a.g^2)``, ``g_i ~ N(0, s_i^2)``, by one real integral.
+
+    The same law as :func:`imhof_cdf` (the reference, tested against it to ~1e-13), with a
+    smooth finite integrand instead of an oscillating infinite one: about 100x faster at
+    t = 100 and relative accuracy ~1e-12 far into both tails.
+    """
+    x = np.asarray(x, dtype=float)
+    inner, outer, _ = _craig(x, w, a, scale, False)
+    return np.where(x < 0, 0.5 * outer, 0.5 + 0.5 * inner)  # the left tail keeps its digits
+
+
+def quadform_pdf(
+    x: ArrayLike, w: ArrayLike, a: ArrayLike, scale: ArrayLike | None = None
+) -> FloatArray:
+    """Exact density of the update: the complex-step derivative of :func:`quadform_cdf`."""
+    return 0.5 * _craig(x, w, a, scale, True)[2]
 
 
 # --------------------------------------------------------------------------------------------

@@ -122,6 +122,54 @@ def test_imhof_and_laplace_equal_closed_forms(t):
     np.testing.assert_allclose(th.imhof_cdf(x, w9, a), th.ema_update.cdf(x, t, 0.9), atol=1e-12)
 
 
+@pytest.mark.parametrize(
+    ("t", "beta1", "beta2", "scale"),
+    [
+        (2, 0.9, 0.999, None),
+        (3, 0.0, 0.9, None),
+        (10, 0.5, 0.99, None),
+        (40, 0.9, 0.999, None),
+        (8, 0.9, 0.99, 2.0 ** np.arange(8)),  # growing variance
+        (12, 0.9, 0.999, np.where(np.arange(12) < 10, 1.0, 10.0)),  # a jump: bimodal
+    ],
+)
+def test_quadform_law_equals_imhof(t, beta1, beta2, scale):
+    """The fast real integral (Craig's formula on the diagonalised form) against Imhof's."""
+    w, a = th.adam_weights(t, beta1, beta2)
+    bound = th.update_bound(w, a)
+    x = np.concatenate([np.linspace(-1.02, 1.02, 35), [0.0, 1e-9, 1e-7, 1e-4]]) * bound
+    np.testing.assert_allclose(
+        th.quadform_cdf(x, w, a, scale), th.imhof_cdf(x, w, a, scale), atol=1e-13
+    )
+    f_ref = th.imhof_pdf(x[np.abs(x) > 1e-6 * bound], w, a, scale)
+    f_new = th.quadform_pdf(x[np.abs(x) > 1e-6 * bound], w, a, scale)
+    np.testing.assert_allclose(f_new, f_ref, atol=2e-11 * f_ref.max())
+    # the density is the derivative of the CDF (central differences, h = 1e-5 bound)
+    inner = np.linspace(-0.9, 0.9, 13) * bound
+    h = 1e-5 * bound
+    fd = (th.quadform_cdf(inner + h, w, a, scale) - th.quadform_cdf(inner - h, w, a, scale)) / (
+        2 * h
+    )
+    np.testing.assert_allclose(th.quadform_pdf(inner, w, a, scale), fd, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("t", [3, 30, 200])
+def test_quadform_law_tails_to_relative_precision(t):
+    """Where closed forms exist (uniform v), the fast integral keeps ~12 digits of the left
+    tail far out and of P(|u| <= x) near 0, where Imhof's absolute error (~1e-16) is all
+    there is."""
+    w, a = th.adam_weights(t, None, None)  # simple averaging: u ~ C_t
+    x = np.array([0.3, 0.6, 0.9, 0.99])
+    np.testing.assert_allclose(th.quadform_cdf(-x, w, a), th.adam_update.sf(x, t), rtol=1e-9)
+    w9, _ = th.adam_weights(t, 0.9, None)  # EMA m, uniform v: sqrt(t/t_eff) C_t
+    xs = x * th.update_bound(w9, a)
+    np.testing.assert_allclose(th.quadform_cdf(-xs, w9, a), th.ema_update.sf(xs, t, 0.9), rtol=1e-9)
+    small = np.array([1e-8, 1e-5, 1e-2])  # u^2 ~ Beta(1/2, (t - 1)/2)
+    np.testing.assert_allclose(
+        th.quadform_abs_cdf(small, w, a), stats.beta.cdf(small**2, 0.5, (t - 1) / 2), rtol=1e-9
+    )
+
+
 def test_real_adam_reference_values():
     for t, ref in [(2, 0.50137), (10, 0.10895), (50, 0.053136)]:
         w, a = th.adam_weights(t, 0.9, 0.999)
