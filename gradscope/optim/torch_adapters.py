@@ -124,6 +124,7 @@ class _Reader:
     aliases: Mapping[str, str] = field(default_factory=dict)
     prev_state: tuple[str, ...] = ()
     undefined: str | None = None
+    derived: Callable[..., dict[str, Tensor]] | None = None
 
 
 def _sign(group: Mapping[str, Any]) -> float:
@@ -304,6 +305,24 @@ if hasattr(torch.optim, "Adafactor"):
         "update = -lr * u * g - lr wd x",
     )
 
+
+def _muon_direction(group: Mapping[str, Any], p: Tensor, prev: Tensor) -> dict[str, Tensor]:
+    """torch's Muon: ``x_t = x_{t-1} (1 - lr wd) - lr_adj O`` with O the Newton-Schulz
+    orthogonalization of the (Nesterov) momentum and ``lr_adj = lr sqrt(max(1, A/B))``
+    (``"original"``) or ``0.2 lr sqrt(max(A, B))`` (``"match_rms_adamw"``); so
+    ``O = (x_{t-1} (1 - lr wd) - x_t) / lr_adj``, reported as ``orthogonalized``."""
+    lr, wd = float(group["lr"]), float(group.get("weight_decay", 0.0))
+    a, b = p.shape[:2]
+    fn = group.get("adjust_lr_fn")
+    if fn is None or fn == "original":
+        ratio = math.sqrt(max(1.0, a / b))
+    elif fn == "match_rms_adamw":
+        ratio = 0.2 * math.sqrt(max(a, b))
+    else:
+        ratio = 1.0
+    return {"orthogonalized": (prev * (1.0 - lr * wd) - p.detach()) / (lr * ratio)}
+
+
 #: Why known optimizers have no elementwise stepsize (the generic path says so).
 _UNDEFINED: dict[str, str] = {
     "Lion": "Lion's update is -lr * sign(interpolated momentum): a sign, not a stepsize "
@@ -311,7 +330,8 @@ _UNDEFINED: dict[str, str] = {
     "Rprop": "Rprop moves each coordinate by its own step_size times sign(g): recorded as "
     "the state entry step_size, not as u with update = -lr * u * m",
     "Muon": "Muon's update is an orthogonalized matrix (Newton-Schulz of the momentum), not "
-    "an elementwise rescaling of a direction: the update (divided by -lr) is that direction",
+    "an elementwise rescaling of a direction: torch's Muon records that matrix as "
+    "'orthogonalized'",
 }
 _GENERIC = _Reader(None, ("grad", "update", "param"), None)
 
@@ -324,7 +344,8 @@ def _reader(opt: torch.optim.Optimizer) -> _Reader:
             f"{name} is read generically: gradscope knows no elementwise stepsize u with "
             "update = -lr * u * direction for it"
         )
-        return _Reader(None, _GENERIC.quantities, None, undefined=why)
+        derived = _muon_direction if type(opt) is getattr(torch.optim, "Muon", None) else None
+        return _Reader(None, _GENERIC.quantities, None, undefined=why, derived=derived)
     return r
 
 
@@ -416,6 +437,8 @@ def last_step(optimizer: torch.optim.Optimizer) -> list[TorchParamStep]:
                 and not (r.stepsize is None and k in ("exp_avg", "exp_avg_sq") and _like(val, p))
                 and _as_tensor(val, p) is not None
             }
+            if r.derived is not None:
+                extra.update(r.derived(group, p, prev))
             out.append(
                 TorchParamStep(
                     param=p,

@@ -644,6 +644,13 @@ class Recorder:
                 if q not in available:
                     unavailable.setdefault(q, f"the optimizer state holds no {q!r}")
             unavailable = {q: r for q, r in unavailable.items() if q in self._requested}
+            if unavailable:
+                warnings.warn(
+                    "gradscope: not recording "
+                    + "; ".join(f"{q} ({why})" for q, why in unavailable.items()),
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
         self.quantities = tuple(chosen)
         self._state_key = {q: state_keys[q] for q in chosen if q in state_keys}
         self.cosine_quantities = (
