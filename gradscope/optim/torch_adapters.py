@@ -377,11 +377,7 @@ def track(optimizer: torch.optim.Optimizer, enabled: bool = True) -> None:
     """
     r = _reader(optimizer)
     snap = _SNAPSHOTS.get(optimizer)
-    if snap is None:
-        if not enabled:
-            snap = _Snapshot(optimizer, r.prev_state)  # installed now, so ordering is fixed
-            _SNAPSHOTS[optimizer] = snap
-            return
+    if snap is None:  # installed on the first call (even a disabling one): hook order is fixed
         snap = _SNAPSHOTS[optimizer] = _Snapshot(optimizer, r.prev_state)
     snap.enabled = bool(enabled)
     if not enabled:
@@ -430,13 +426,9 @@ def last_step(optimizer: torch.optim.Optimizer) -> list[TorchParamStep]:
                 u = None
                 m = st.get("exp_avg") if _like(st.get("exp_avg"), p) else None
                 v = st.get("exp_avg_sq") if _like(st.get("exp_avg_sq"), p) else None
-            extra = {
-                str(k): _as_tensor(val, p)
-                for k, val in st.items()
-                if k not in skip
-                and not (r.stepsize is None and k in ("exp_avg", "exp_avg_sq") and _like(val, p))
-                and _as_tensor(val, p) is not None
-            }
+            reported = {k for k, val in (("exp_avg", m), ("exp_avg_sq", v)) if val is st.get(k)}
+            values = {str(k): _as_tensor(val, p) for k, val in st.items() if k not in skip}
+            extra = {k: val for k, val in values.items() if val is not None and k not in reported}
             if r.derived is not None:
                 extra.update(r.derived(group, p, prev))
             out.append(
@@ -453,11 +445,6 @@ def last_step(optimizer: torch.optim.Optimizer) -> list[TorchParamStep]:
                 )
             )
     return out
-
-
-def generic_state_keys(optimizer: torch.optim.Optimizer) -> tuple[str, ...]:
-    """The state keys :func:`last_step` reports under their own names, in first-seen order."""
-    return tuple(dict.fromkeys(k for ps in last_step(optimizer) for k in getattr(ps, "state", {})))
 
 
 def _like(v: Any, p: Tensor) -> bool:

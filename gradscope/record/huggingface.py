@@ -51,8 +51,6 @@ class GradscopeCallback(TrainerCallback):
         model, optimizer = kwargs.get("model"), kwargs.get("optimizer")
         if model is None or optimizer is None:
             raise ValueError("GradscopeCallback needs the Trainer's model and optimizer")
-        if getattr(state, "is_world_process_zero", True) is False:
-            return
         self.recorder = Recorder(model, optimizer, self.path, **self.recorder_kwargs)
         self._hook = model.register_forward_hook(self._forward_hook, with_kwargs=True)
 
