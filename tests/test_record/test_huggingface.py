@@ -118,3 +118,27 @@ def test_plain_accelerate_loop(tmp_path):
         np.testing.assert_allclose(run.loss, want, rtol=1e-6)
         assert "square_avg" not in run.quantities and "exp_avg_sq" in run.quantities
         assert run.metadata["quantities"]["aliases"] == {"square_avg": "exp_avg_sq"}
+
+
+class Boom(transformers.TrainerCallback):
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step == 2:
+            raise RuntimeError("boom")
+
+
+def test_trainer_exception_leaves_a_closed_readable_file(tmp_path):
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"), max_steps=STEPS, per_device_train_batch_size=BATCH,
+        logging_steps=1, save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
+    )  # fmt: skip
+    cb = GradscopeCallback(tmp_path / "run.h5", sample=0)
+    trainer = transformers.Trainer(
+        model=tiny_gpt2(), args=args, train_dataset=Tokens(STEPS * BATCH), callbacks=[cb, Boom()]
+    )
+    with pytest.raises(RuntimeError, match="boom"), cb:
+        trainer.train()
+    assert cb.recorder is None
+    with RunFile(tmp_path / "run.h5") as run:  # closed: no writer holds it
+        assert run.n_rows == 2
+        np.testing.assert_array_equal(run.steps, [1, 2])
+        assert np.all(np.isfinite(run.loss))
