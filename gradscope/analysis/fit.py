@@ -359,6 +359,8 @@ def update_fit(
 def two_point_check(
     x: npt.ArrayLike,
     *,
+    grad: npt.ArrayLike | None = None,
+    eps: float | None = None,
     dead: npt.ArrayLike | None = None,
     tol: float = 1e-3,
     layer: str = "",
@@ -366,13 +368,22 @@ def two_point_check(
 ) -> TwoPointCheck:
     """At t = 1 Adam's normalized update is ``g/(|g| + eps)``: ``|u| = 1`` up to eps.
 
-    ``fraction_unit`` is the fraction of live finite coordinates with ``| |u| - 1 | <= tol``
-    (an eps-dominated coordinate has ``|u| < 1``: mark it dead to leave it out).
+    With the coordinates' gradients ``grad`` and ``eps`` the expected magnitude is exactly
+    ``|g|/(|g| + eps)`` (small gradients of real networks sit visibly below 1); without,
+    it is 1. ``fraction_unit`` is the fraction of live finite coordinates within ``tol``
+    of it; dead coordinates (``dead``) are left out.
     """
     x = np.asarray(x, dtype=float).ravel()
     d = np.zeros(x.shape, dtype=bool) if dead is None else np.asarray(dead, dtype=bool).ravel()
-    keep = np.isfinite(x) & ~d
-    dev = np.abs(np.abs(x[keep]) - 1.0)
+    want = np.ones(x.shape)
+    if grad is not None and eps is not None and np.isfinite(eps):
+        g = np.abs(np.asarray(grad, dtype=float).ravel())
+        if g.shape != x.shape:
+            raise ValueError(f"grad {g.shape} must align with the updates {x.shape}")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            want = g / (g + float(eps))
+    keep = np.isfinite(x) & np.isfinite(want) & ~d
+    dev = np.abs(np.abs(x[keep]) - want[keep])
     return TwoPointCheck(
         layer=layer,
         step=int(step),

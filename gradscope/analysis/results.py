@@ -217,8 +217,9 @@ class UpdateFit:
 class TwoPointCheck:
     """Step t = 1: the normalized update of Adam is ``g/(|g| + eps) = +-1`` up to eps.
 
-    ``fraction_unit`` of the ``n`` live sampled coordinates have ``| |u| - 1 | <= tol``;
-    ``max_deviation`` is the largest ``| |u| - 1 |`` among them.
+    ``fraction_unit`` of the ``n`` live sampled coordinates have ``|u|`` within ``tol`` of
+    ``|g|/(|g| + eps)`` (or of 1 without the gradients); ``max_deviation`` is the largest
+    distance among them.
     """
 
     layer: str

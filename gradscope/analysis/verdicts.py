@@ -81,10 +81,14 @@ def randomness_verdict(res: RandomnessResult, trend: SignificanceTrend) -> str:
         names = [n for n, k in zip(res.layers, ok) if k]
         lo, hi = int(np.argmin(fo)), int(np.argmax(fo))
         flagged = int(np.sum(fo > 2 * res.alpha))
+        span = (
+            "in every layer"
+            if fo[lo] == fo[hi]
+            else f"from {_pct(fo[lo])} in {names[lo]} to {_pct(fo[hi])} in {names[hi]}"
+        )
         parts.append(
             f"Successive {q}s are non-random (BH q < {res.alpha:g}) in a median "
-            f"{_pct(float(np.median(fo)))} of tested steps over {ok.sum()} layers, from "
-            f"{_pct(fo[lo])} in {names[lo]} to {_pct(fo[hi])} in {names[hi]}; "
+            f"{_pct(float(np.median(fo)))} of tested steps over {ok.sum()} layers ({span}); "
             f"{flagged} layer{'s' if flagged != 1 else ''} above twice the "
             f"{res.alpha:g} false-discovery level."
         )

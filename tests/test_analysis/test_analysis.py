@@ -56,9 +56,7 @@ def test_randomness_null_calibrated_and_matches_theory():
     # BH across 3 layers at 5 %: per-layer rejection rate at most alpha
     assert np.all(r.fraction_nonrandom < 0.05)
     # the sqrt(log n / n) rule rejects more often than 1/n, as its exact FPR says
-    np.testing.assert_allclose(
-        r.fraction_sqrt_log_nonrandom, r.sqrt_log_threshold_fpr, atol=0.015
-    )
+    np.testing.assert_allclose(r.fraction_sqrt_log_nonrandom, r.sqrt_log_threshold_fpr, atol=0.015)
     np.testing.assert_allclose(r.sqrt_log_threshold, np.sqrt(np.log(n) / n))
     np.testing.assert_allclose(r.critical_value, theory.cosine_critical_value(n, 0.05))
 

@@ -82,9 +82,7 @@ def test_dead_coordinates_are_excluded_and_counted():
     assert kept.n == k and kept.ks_distance == pytest.approx(f.ks_with_dead)
     # the eps cap: u >= 1/(1.01 eps) is dead, just below is not
     cap = 1 / (1.01 * eps)
-    np.testing.assert_array_equal(
-        A.dead_coordinates([cap, cap * (1 - 1e-9)], eps), [True, False]
-    )
+    np.testing.assert_array_equal(A.dead_coordinates([cap, cap * (1 - 1e-9)], eps), [True, False])
     # a gradient zero only at the first row: alive from the second row on
     np.testing.assert_array_equal(
         A.ever_nonzero([[0.0, 0.0]], prior=A.ever_nonzero([[0.0, 1.0]])), [False, True]
@@ -104,6 +102,12 @@ def test_two_point_law_at_t1():
     assert not bad.passed and bad.fraction_unit == pytest.approx(1 - 10 / 5000)
     ok = A.two_point_check(x[0], dead=A.dead_coordinates(u[0], 1e-8))
     assert ok.passed and ok.n_dead == 10
+    # small real gradients: |u| = |g|/(|g| + eps) is checked exactly given g and eps
+    small = rng.standard_normal((1, 5000)) * 1e-7
+    xs, _ = adam64(small)
+    assert not A.two_point_check(xs[0]).passed
+    exact = A.two_point_check(xs[0], grad=small[0], eps=1e-8)
+    assert exact.passed and exact.max_deviation < 1e-12
 
 
 def test_noncentral_law_explains_a_per_coordinate_mean():
