@@ -259,7 +259,11 @@ def _analyze(
             res = A.step_length(st, norm, names, window=window, shift=shift)
             shift = res.shift
             parts["sl"].append(A.take_rows(res, loc))
-        counts = {q: run.summary(q, "nonfinite", rows=rows)[:, cols] for q in run.quantities}
+        # the recorder stores the non-finite *fraction* of each layer: back to counts
+        counts = {
+            q: np.rint(run.summary(q, "nonfinite", rows=rows)[:, cols] * sizes)
+            for q in run.quantities
+        }
         parts["nf"].append(A.nonfinite_summary(st, counts, names, loss=run.loss[r0:r1]))
         if progress:
             progress("summaries", r1 - a, total)

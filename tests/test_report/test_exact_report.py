@@ -1,0 +1,194 @@
+"""Real runs through the Recorder: non-finite values, dead coordinates, per-group settings,
+the fit options of the API and the CLI, verdicts, step length and the comparison verdicts."""
+
+from __future__ import annotations
+
+import json
+from html import unescape
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from gradscope.cli import app
+from gradscope.report.build import analyze_run, build
+from gradscope.report.compare import compare_runs
+from gradscope.runfile import RunFile
+from tests.test_report import runs
+
+runner = CliRunner()
+
+
+def _nan_at_20(t, i, n, g=torch.Generator().manual_seed(3)):
+    z = torch.randn(n, generator=g)
+    if t == 20 and i == 1:
+        z[7] = float("nan")
+    return z
+
+
+@pytest.fixture(scope="module")
+def nan_run(tmp_path_factory):
+    """Adam with one NaN gradient coordinate in layer ps.1 at step 20 (and a NaN loss)."""
+    return runs.train(
+        tmp_path_factory.mktemp("nan") / "nan.h5",
+        lambda p: torch.optim.Adam(p, lr=1e-3),
+        [600, 400],
+        30,
+        _nan_at_20,
+        sample=400,
+    )
+
+
+def test_nonfinite_run_gets_a_full_report(nan_run, tmp_path):
+    rep = build(nan_run, tmp_path / "r", formats=("png",))
+    an = rep.analysis
+    nf = an.nonfinite
+    q = nf.quantities.index("grad")
+    # the recorder counted exactly one NaN gradient value, in ps.1 at step 20
+    assert nf.total[q].tolist() == [0, 1] and nf.first_step[q].tolist() == [-1, 20]
+    with RunFile(nan_run) as run:
+        # the file holds fractions of the layer: 1/400 per row from step 20 to 30
+        want = run.summary("update", "nonfinite")[:, 1].sum() * 400
+    assert nf.total[nf.quantities.index("update")][1] == pytest.approx(want) == 11
+    assert int(nf.loss_first_step) == 20
+    head = rep.headline["non-finite values"]
+    assert "grad in 1 layer from step 20" in head and "loss from step 20" in head
+    text = an.verdicts["nonfinite"]
+    assert "ps.1 1 from step 20" in text
+    html = unescape(rep.html.read_text())
+    assert text in html and "grad in 1 layer from step 20" in html
+    # every figure is drawn from the finite values
+    assert {"stepsizes.png", "stepsize_range.png", "step_length.png"} <= {p.name for p in rep.files}
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["nonfinite"]["grad"] == {"ps.1": {"values": 1, "first_step": 20}}
+
+
+def test_infinite_loss_is_reported(tmp_path):
+    torch.manual_seed(0)
+    model = runs.Linear([300])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    from gradscope.record import Recorder
+
+    with Recorder(model, opt, tmp_path / "inf.h5", sample=64) as rec:
+        for t in range(1, 9):
+            opt.zero_grad()
+            loss = model([torch.randn(300)])
+            loss.backward()
+            rec.log_loss(loss + (float("inf") if t >= 5 else 0.0))
+            opt.step()
+    rep = build(tmp_path / "inf.h5", tmp_path / "r", formats=("png",))
+    assert rep.headline["non-finite values"] == "loss from step 5"
+    assert int(rep.analysis.nonfinite.loss_total) == 4
+
+
+@pytest.fixture(scope="module")
+def dead_run(tmp_path_factory):
+    """Adam where 40 % of each layer's coordinates never get a gradient (blank inputs)."""
+
+    def noise(t, i, n, g=torch.Generator().manual_seed(4)):
+        z = torch.randn(n, generator=g)
+        z[: int(0.4 * n)] = 0.0
+        return z
+
+    return runs.train(
+        tmp_path_factory.mktemp("dead") / "dead.h5",
+        lambda p: torch.optim.Adam(p, lr=1e-3),
+        [5000, 3000],
+        12,
+        noise,
+        sample=3000,
+    )
+
+
+def test_dead_coordinates_excluded_counted_and_ks_without_them(dead_run):
+    an = analyze_run(dead_run, fit_steps=[2, 3, 10])
+    assert {f.t for f in an.fits} == {2, 3, 10}
+    for f in an.fits:
+        # the sample holds 3000 coordinates per layer; 40 % of them are dead
+        assert f.n_dead == pytest.approx(1200, abs=90)
+        assert f.n + f.n_dead == 3000
+        assert not f.rejected and f.ks_distance < 1.63 / np.sqrt(f.n)
+        # kept in, they are a point mass at 0 of about 0.4: KS about 0.2
+        assert f.ks_with_dead > 0.15
+    kept = analyze_run(dead_run, fit_steps=[2], exclude_dead=False)
+    assert all(f.rejected and f.n == 3000 for f in kept.fits)
+    # the moments leave them out too: Var(u) t_eff near 1 (Corollary 1)
+    late = an.moments.steps >= 3
+    np.testing.assert_allclose(an.moments.scaled_var[late], 1.0, atol=0.15)
+    # eps decides the stepsize of those coordinates (v = 0): ~40 % per layer, flagged
+    assert an.epsilon.flagged_layers == ("ps.0", "ps.1")
+    np.testing.assert_allclose(an.epsilon.fraction_max, 0.4, atol=0.03)
+    # the range's max is 1/eps: the headline says eps-dominated coordinates drive it
+    assert an.ranges.max_spread_eps_capped.all()
+    assert "driven by eps-dominated coordinates" in an.verdicts["ranges"]
+
+
+def test_fit_layers_and_steps_options(adam_run, tmp_path):
+    an = analyze_run(adam_run, fit_steps=[1, 2, 5, 999], fit_layers=["ps.1"])
+    assert {(f.layer, f.t) for f in an.fits} == {("ps.1", 2), ("ps.1", 5)}
+    assert [(c.layer, c.step, c.passed) for c in an.two_point] == [("ps.1", 1, True)]
+    assert any("999" in n for n in an.notes)
+    with pytest.raises(ValueError, match="unknown fit layers"):
+        analyze_run(adam_run, fit_layers=["nope"])
+    r = runner.invoke(
+        app,
+        ["analyze", str(adam_run), "-o", str(tmp_path / "c"), "-f", "png", "--fit-steps", "2,3",
+         "--fit-layers", "all"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    fits = json.loads((tmp_path / "c" / "update_fits.json").read_text())
+    assert sorted((f["layer"], f["t"]) for f in fits) == [
+        ("ps.0", 2), ("ps.0", 3), ("ps.1", 2), ("ps.1", 3)
+    ]  # fmt: skip
+    # the verdicts are printed after the headline
+    assert "update_fits: The zero-mean law fits" in r.stdout.replace("\n", " ")
+    for bad in ("0,2", "a,b"):
+        r = runner.invoke(app, ["analyze", str(adam_run), "-o", str(tmp_path), "--fit-steps", bad])
+        assert r.exit_code == 2 and "--fit-steps" in r.stderr
+
+
+def test_small_layers_not_fitted_unless_named(constant_run, tmp_path):
+    # build a tiny Adam run: layers of 50 and 400 coordinates
+    g = torch.Generator().manual_seed(5)
+    p = runs.train(
+        tmp_path / "small.h5",
+        lambda ps: torch.optim.Adam(ps, lr=1e-3),
+        [50, 400],
+        4,
+        lambda t, i, n: torch.randn(n, generator=g),
+        sample=400,
+    )
+    an = analyze_run(p)
+    assert {f.layer for f in an.fits} == {"ps.1"}
+    assert any("fewer than 256" in n and "ps.0" in n for n in an.notes)
+    named = analyze_run(p, fit_layers=["ps.0"])
+    assert {f.layer for f in named.fits} == {"ps.0"}
+
+
+def test_sgd_anticorrelation_shown_and_compare_verdicts(constant_run, adam_run, tmp_path):
+    # alternating gradient directions: successive cosines are -1, shown signed
+    def flip(t, i, n, d={}):
+        if i not in d:
+            d[i] = torch.randn(n, generator=torch.Generator().manual_seed(20 + i))
+        return d[i] * (-1) ** t
+
+    p = runs.train(
+        tmp_path / "flip.h5",
+        lambda ps: torch.optim.SGD(ps, lr=0.01),
+        [50, 400, 3000],
+        10,
+        flip,
+        sample=16,
+    )
+    an = analyze_run(p)
+    np.testing.assert_allclose(an.randomness_grad.mean_cosine, -1.0, atol=1e-6)
+    assert (
+        "negative (anti-correlated successive grads) in 3 of 3 layers"
+        in (an.verdicts["randomness_grad"])
+    )
+    c = compare_runs([p, constant_run], tmp_path / "cmp", formats=("png",))
+    assert any("step-length CV" in v for v in c.verdicts)
+    assert "flip vs const" in " ".join(c.verdicts)
+    html = unescape(c.html.read_text())
+    assert all(v in html for v in c.verdicts)
