@@ -1,10 +1,11 @@
-"""Cosine randomness test of successive gradients and updates (docs/theory.md, cosine test).
+"""Cosine randomness test of successive gradients and updates (docs/analysis.md, section 2).
 
 Under "independent, one of them isotropic" the cosine of two vectors in R^n has the exact
 law C_n; the p-values come from :mod:`gradscope.theory` (t_{n-1} tails, log-space for huge
 n), are adjusted across layers per step by Benjamini-Hochberg, and the rule
-``|cos| > sqrt(log n / n)`` of Zhang et al. ("Adam's update is not random", AAAI student
-abstract) is reported beside the exact critical value with its true false-positive rate.
+``|cos| > sqrt(log n / n)`` of Zhang, Qiao, Lopotenco and Pan ("Understanding Stochastic
+Optimization Behavior at the Layer Update Level", AAAI student abstract) is reported beside
+the exact critical value with its true false-positive rate.
 """
 
 from __future__ import annotations

@@ -89,8 +89,8 @@ class RandomnessResult:
     group momentum at some row > 0): cos(m_t, m_{t-1}) is near beta1 for pure noise, so a
     small p-value there says nothing (``note`` says so); such layers are never flagged.
     ``sqrt_log_threshold`` is the rule ``|cos| > sqrt(log n / n)`` of Zhang et al.
-    ("Adam's update is not random", AAAI student abstract), with its exact false-positive
-    rate ``sqrt_log_threshold_fpr``.
+    ("Understanding Stochastic Optimization Behavior at the Layer Update Level", AAAI
+    student abstract), with its exact false-positive rate ``sqrt_log_threshold_fpr``.
     """
 
     quantity: str
