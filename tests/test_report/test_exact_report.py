@@ -192,3 +192,33 @@ def test_sgd_anticorrelation_shown_and_compare_verdicts(constant_run, adam_run, 
     assert "flip vs const" in " ".join(c.verdicts)
     html = unescape(c.html.read_text())
     assert all(v in html for v in c.verdicts)
+
+
+def test_mixed_momentum_groups_null_per_layer(tmp_path):
+    """SGD, default momentum 0, one group at 0.9, i.i.d. gradients: the update cosines of the
+    momentum group are not tested, the others are and flag about alpha or fewer."""
+    g = torch.Generator().manual_seed(6)
+    torch.manual_seed(0)
+    model = runs.Linear([2000, 2000, 2000])
+    ps = list(model.parameters())
+    opt = torch.optim.SGD([{"params": ps[:2]}, {"params": ps[2:], "momentum": 0.9}], lr=0.01)
+    from gradscope.record import Recorder
+
+    with Recorder(model, opt, tmp_path / "mix.h5", sample=64) as rec:
+        for _ in range(200):
+            opt.zero_grad()
+            loss = model([torch.randn(2000, generator=g) for _ in range(3)])
+            loss.backward()
+            rec.log_loss(loss)
+            opt.step()
+    an = analyze_run(tmp_path / "mix.h5")
+    ru, rg = an.randomness_update, an.randomness_grad
+    np.testing.assert_array_equal(ru.null_applies, [True, True, False])
+    assert np.all(ru.fraction_nonrandom[:2] <= 0.05) and np.isnan(ru.fraction_nonrandom[2])
+    assert ru.n_nonrandom[2] == 0 and "ps.2" in ru.note
+    # momentum 0.9 updates are strongly correlated: their cosines are still drawn and averaged
+    assert ru.mean_cosine[2] > 0.5 and abs(ru.mean_cosine[0]) < 0.05
+    assert rg.null_applies.all() and np.all(rg.fraction_nonrandom <= 0.05)
+    assert (
+        "Not tested (momentum, the null does not apply): ps.2." in an.verdicts["randomness_update"]
+    )
