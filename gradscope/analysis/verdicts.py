@@ -158,20 +158,22 @@ def _pair_lower(
         return f"{la} vs {lb}: no layer with a finite {what} in both runs."
     a_low = int(np.sum(va[ok] < vb[ok]))
     b_low = int(np.sum(vb[ok] < va[ok]))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = float(np.median(va[ok] / vb[ok]))
-    if a_low > b_low:
-        winner, k = la, a_low
-    elif b_low > a_low:
-        winner, k = lb, b_low
-    else:
+    pos = ok & (va > 0) & (vb > 0)
+    ratio = (
+        f"median ratio {la}/{lb} = {_g(float(np.median(va[pos] / vb[pos])), 3)} over "
+        f"{pos.sum()} layers where both are > 0"
+        if pos.any()
+        else f"{what} is 0 in {int(np.sum(ok & (va == 0)))} layers of {la} and "
+        f"{int(np.sum(ok & (vb == 0)))} of {lb}"
+    )
+    if a_low == b_low:
         return (
             f"{la} vs {lb}: neither has the lower {what} in more layers "
-            f"({a_low} each of {ok.sum()}; median ratio {_g(ratio, 3)})."
+            f"({a_low} each of {ok.sum()}; {ratio})."
         )
+    winner, k = (la, a_low) if a_low > b_low else (lb, b_low)
     return (
-        f"{la} vs {lb}: {winner} has the lower {what} in {k} of {ok.sum()} common layers "
-        f"(median ratio {la}/{lb} = {_g(ratio, 3)})."
+        f"{la} vs {lb}: {winner} has the lower {what} in {k} of {ok.sum()} common layers ({ratio})."
     )
 
 

@@ -398,8 +398,10 @@ def _lr_lookup(run: RunFile):
     return lr
 
 
-#: Sample rows around the fit step whose gradients estimate each coordinate's mean.
-SNR_WINDOW = 20
+def snr_window(t: int) -> int:
+    """Sample rows around the fit step whose gradients estimate each coordinate's mean:
+    ``t/2`` clipped to 10..40 (early in training the mean drifts, so short windows)."""
+    return int(np.clip(t // 2, 10, 40))
 
 
 def _beta_for_fit(hp: LayerSettings, bkey: str | None, t: int, col: int):
@@ -516,7 +518,7 @@ def _updates(
             grad = None
             if have_g:
                 n_s = len(sst)
-                w = min(SNR_WINDOW, n_s)
+                w = min(snr_window(t), n_s)
                 g0 = int(min(max(int(r) - w // 2, 0), n_s - w))
                 grad = run.subsample("grad", c, rows=slice(g0, g0 + w))
             live = np.isfinite(u) & (~dead if (dead is not None and exclude_dead) else True)
