@@ -260,7 +260,7 @@ def noncentral_fit(
     )
 
 
-def _rejects(ks: float, n: int) -> bool:
+def rejects(ks: float, n: int) -> bool:
     """The zero-mean law is rejected: KS above its 1 % critical value and above 0.02."""
     return bool(ks > max(1.63 / np.sqrt(max(n, 1)), 0.02))
 
@@ -318,7 +318,7 @@ def update_fit(
     density, _ = np.histogram(xk, bins=edges, density=True)
     grid = np.linspace(lo, hi, grid_points)[1:-1]
     pdf = np.asarray(law.pdf(grid), dtype=float)
-    rejected = _rejects(gof.ks_distance, xk.size)
+    rejected = rejects(gof.ks_distance, xk.size)
     nc = None
     if rejected and grad is not None:
         g = np.atleast_2d(np.asarray(grad, dtype=float))

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from gradscope.analysis.fit import rejects
 from gradscope.analysis.results import (
     EpsilonCheck,
     NonfiniteSummary,
@@ -238,16 +239,15 @@ def fit_verdict(fits: Sequence[UpdateFit], two_point: Sequence[TwoPointCheck] = 
             ks0 = float(np.median([f.ks_distance for f in nc]))
             ks1 = float(np.median([f.noncentral.ks_distance for f in nc]))  # type: ignore[union-attr]
             snr = float(np.median([f.noncentral.median_abs_snr for f in nc]))  # type: ignore[union-attr]
-            if ks1 <= 0.5 * ks0:
-                s += (
-                    f"; a per-coordinate gradient mean (median |SNR| {_g(snr)}) explains it: "
-                    f"KS {_g(ks1)} for the non-central law against {_g(ks0)}"
-                )
-            else:
-                s += (
-                    f"; a per-coordinate gradient mean (median |SNR| {_g(snr)}) does not "
-                    f"explain it either (KS {_g(ks1)} against {_g(ks0)})"
-                )
+            full = sum(not rejects(f.noncentral.ks_distance, f.noncentral.n) for f in nc)  # type: ignore[union-attr]
+            part = sum(f.noncentral.ks_distance <= 0.5 * f.ks_distance for f in nc) - full  # type: ignore[union-attr]
+            s += (
+                f"; a per-coordinate gradient mean (median |SNR| {_g(snr)}) explains it in "
+                f"{full} of {len(nc)} rejected fits"
+            )
+            if part > 0:
+                s += f" and halves the misfit in {part} more"
+            s += f" (median KS {_g(ks1)} for the non-central law against {_g(ks0)})"
         else:
             s += "; no gradient subsample to test a per-coordinate mean"
         parts.append(s + ".")

@@ -53,6 +53,7 @@ class RunAnalysis:
     epsilon: A.EpsilonCheck | None = None
     examplewise: A.ExamplewiseProfile | None = None
     two_point: tuple[A.TwoPointCheck, ...] = ()
+    dead_counts: np.ndarray | None = None
     step_length: A.StepLength | None = None
     nonfinite: A.NonfiniteSummary | None = None
     trends: dict[str, A.SignificanceTrend] = field(default_factory=dict)
@@ -284,6 +285,16 @@ def _analyze(
         out["nonfinite"] = A.concat_rows(parts["nf"])
     if parts["eps"]:
         out["epsilon"] = A.epsilon_check(np.concatenate(parts["eps"]), sizes, names)
+    if "exp_avg_sq" in have and b > a:
+        # zeros of v over all coordinates (schema 2, histogram rows): the last recorded count
+        z = run.summary("exp_avg_sq", "zeros", rows=slice(a, b))[:, cols]
+        fin = np.isfinite(z)
+        if fin.any():
+            last = np.array(
+                [z[np.flatnonzero(fin[:, i])[-1], i] if fin[:, i].any() else np.nan
+                 for i in range(len(cols))]
+            )  # fmt: skip
+            out["dead_counts"] = last
     defaults = run.metadata.get("optimizer", {}) if isinstance(run.metadata, dict) else {}
     defaults = defaults.get("defaults", {}) if isinstance(defaults, dict) else {}
     if isinstance(defaults, dict) and defaults.get("amsgrad"):
@@ -692,6 +703,11 @@ def headline(an: RunAnalysis) -> dict[str, Any]:
                 if an.ranges.max_spread_eps_capped[i]
                 else "no"
             )
+    if an.dead_counts is not None and np.isfinite(an.dead_counts).any():
+        d = np.where(np.isfinite(an.dead_counts), an.dead_counts, 0)
+        h["dead coordinates (v = 0, last recorded row)"] = (
+            f"{int(d.sum())} of {int(an.sizes.sum())} in {int(np.sum(d > 0))} layers"
+        )
     if an.epsilon is not None:
         h[f"layers where eps decides > {an.epsilon.threshold:.0%} of u"] = len(
             an.epsilon.flagged_layers

@@ -197,6 +197,9 @@ def summary_dict(an: Any, head: dict[str, Any]) -> dict[str, Any]:
             "max": dict(zip(an.layers, [_f(x) for x in an.epsilon.fraction_max])),
         }
     d["verdicts"] = dict(getattr(an, "verdicts", {}))
+    dc = getattr(an, "dead_counts", None)
+    if dc is not None:
+        d["dead_coordinates"] = dict(zip(an.layers, [_f(x) for x in dc]))
     sl = getattr(an, "step_length", None)
     if sl is not None:
         d["step_length"] = {

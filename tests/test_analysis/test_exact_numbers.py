@@ -312,6 +312,9 @@ def test_fit_verdict_says_where_and_why():
     fits += [A.update_fit(x0[t - 1], t, 0.9, grad=z, layer="fc2") for t in (2, 3, 10)]
     text = A.fit_verdict(fits)
     assert "rejected at t = 2..10 in 1 of 2 fitted layers" in text
-    assert "explains it" in text
+    nc = [f.noncentral for f in fits[:3]]
+    full = sum(not A.fit.rejects(c.ks_distance, c.n) for c in nc)
+    assert full >= 2 and f"explains it in {full} of 3 rejected fits" in text
+    assert all(c.ks_distance < 0.5 * f.ks_distance for c, f in zip(nc, fits))
     ok = A.fit_verdict(fits[3:])
     assert ok.startswith("The zero-mean law fits at every fitted step (t = 2..10)")
