@@ -20,8 +20,11 @@ from tests.test_report import runs
 runner = CliRunner()
 
 
-def _nan_at_20(t, i, n, g=torch.Generator().manual_seed(3)):
-    z = torch.randn(n, generator=g)
+_NAN_GEN = torch.Generator().manual_seed(3)
+
+
+def _nan_at_20(t, i, n):
+    z = torch.randn(n, generator=_NAN_GEN)
     if t == 20 and i == 1:
         z[7] = float("nan")
     return z
@@ -86,8 +89,10 @@ def test_infinite_loss_is_reported(tmp_path):
 def dead_run(tmp_path_factory):
     """Adam where 40 % of each layer's coordinates never get a gradient (blank inputs)."""
 
-    def noise(t, i, n, g=torch.Generator().manual_seed(4)):
-        z = torch.randn(n, generator=g)
+    gen = torch.Generator().manual_seed(4)
+
+    def noise(t, i, n):
+        z = torch.randn(n, generator=gen)
         z[: int(0.4 * n)] = 0.0
         return z
 
@@ -168,7 +173,9 @@ def test_small_layers_not_fitted_unless_named(constant_run, tmp_path):
 
 def test_sgd_anticorrelation_shown_and_compare_verdicts(constant_run, adam_run, tmp_path):
     # alternating gradient directions: successive cosines are -1, shown signed
-    def flip(t, i, n, d={}):
+    d = {}
+
+    def flip(t, i, n):
         if i not in d:
             d[i] = torch.randn(n, generator=torch.Generator().manual_seed(20 + i))
         return d[i] * (-1) ** t
@@ -222,3 +229,73 @@ def test_mixed_momentum_groups_null_per_layer(tmp_path):
     assert (
         "Not tested (momentum, the null does not apply): ps.2." in an.verdicts["randomness_update"]
     )
+
+
+def _iid(params, opt, steps, g, rec=None):
+    for _ in range(steps):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=g)
+        opt.step()
+
+
+def test_late_attached_recorder_is_analysed_at_the_true_t(tmp_path):
+    """Attached after 100 steps: rows are t = 101.., the fits pass there (not at 1, 2, ..)."""
+    from torch import nn
+
+    from gradscope.record import Recorder
+
+    g = torch.Generator().manual_seed(7)
+    w = nn.Parameter(torch.zeros(8000))
+    opt = torch.optim.Adam([w], lr=1e-3)
+    _iid([w], opt, 100, g)
+    with Recorder(nn.ParameterList([w]), opt, tmp_path / "late.h5", sample=8000):
+        _iid([w], opt, 20, g)
+    an = analyze_run(tmp_path / "late.h5")
+    assert (an.first_step, an.last_step) == (101, 120)
+    # the default fit steps 1, 2, 3, ... are absent: the first recorded rows are fitted
+    assert an.fits and min(f.t for f in an.fits) == 101 and not an.two_point
+    for f in an.fits:
+        assert not f.rejected and f.ks_distance < 1.63 / np.sqrt(f.n)
+    np.testing.assert_allclose(an.moments.scaled_var, 1.0, atol=0.1)
+    assert an.verdicts["update_fits"].startswith("The zero-mean law fits at every fitted step")
+
+
+def test_beta1_schedule_is_reflected_in_the_fitted_law(tmp_path):
+    """beta1 ramped 0.5 -> 0.95 over 12 steps (set in the group before each step): the law
+    with the recorded per-row beta1 fits; the constant beta1 of the metadata would not."""
+    from torch import nn
+
+    from gradscope.record import Recorder
+
+    g = torch.Generator().manual_seed(8)
+    w = nn.Parameter(torch.zeros(20000))
+    opt = torch.optim.Adam([w], lr=1e-3, betas=(0.5, 0.999))
+    ramp = np.linspace(0.5, 0.95, 12)
+    with Recorder(nn.ParameterList([w]), opt, tmp_path / "ramp.h5", sample=20000):
+        for b in ramp:
+            opt.param_groups[0]["betas"] = (float(b), 0.999)
+            _iid([w], opt, 1, g)
+    with RunFile(tmp_path / "ramp.h5") as run:
+        np.testing.assert_allclose(run.layer_hparam("betas.0")[:, 0], ramp)
+    an = analyze_run(tmp_path / "ramp.h5", fit_steps=[12])
+    (f,) = an.fits
+    assert "schedule" in f.law and not f.rejected
+    import gradscope.analysis as A
+
+    assert f.scale == pytest.approx(A.law_scale(12, ramp))
+    with RunFile(tmp_path / "ramp.h5") as run:
+        x = -run.subsample("update", 0, rows=slice(11, 12))[0] / 1e-3
+    assert A.update_fit(x, 12, 0.5).rejected and A.update_fit(x, 12, 0.95).rejected
+
+
+def test_v1_file_still_analysed():
+    from pathlib import Path
+
+    an = analyze_run(Path(__file__).parents[1] / "data" / "v1_run.h5")
+    assert an.optimizer == "Adam" and an.stepsizes is not None and an.step_length is not None
+    # no recorded eps counts in a v1 file: estimated from the stepsize subsample
+    assert an.epsilon.source == "subsample" and an.dead_counts is None
+    # every layer is below 256 coordinates: nothing fitted unless named
+    assert not an.fits
+    named = analyze_run(Path(__file__).parents[1] / "data" / "v1_run.h5", fit_layers=["0.weight"])
+    assert {f.layer for f in named.fits} == {"0.weight"}
