@@ -40,6 +40,7 @@ __all__ = [
     "dead_coordinates",
     "epsilon_check",
     "ever_nonzero",
+    "ever_zero",
     "gradient_snr",
     "law_curves",
     "law_scale",
@@ -155,6 +156,13 @@ def dead_coordinates(
     for p in parts:
         out |= p
     return out
+
+
+def ever_zero(grad_rows: npt.ArrayLike, prior: npt.ArrayLike | None = None) -> np.ndarray:
+    """Per coordinate: was any recorded gradient sample (rows of ``(T, k)``) exactly zero?"""
+    g = np.atleast_2d(np.asarray(grad_rows))
+    out = np.any(g == 0, axis=0)
+    return out if prior is None else out | np.asarray(prior, dtype=bool)
 
 
 def ever_nonzero(grad_rows: npt.ArrayLike, prior: npt.ArrayLike | None = None) -> np.ndarray:
@@ -273,6 +281,7 @@ def update_fit(
     dead: npt.ArrayLike | None = None,
     exclude_dead: bool = True,
     grad: npt.ArrayLike | None = None,
+    sparse: npt.ArrayLike | None = None,
     layer: str = "",
     step: int | None = None,
     bins: int = 60,
@@ -290,6 +299,8 @@ def update_fit(
             law); ``ks_with_dead`` always keeps them.
         grad: ``(W, k)`` recorded gradients of the same coordinates over a window: when the
             zero-mean law is rejected, the non-central law is fitted (:func:`noncentral_fit`).
+        sparse: mask of coordinates whose gradient was exactly zero at some earlier step
+            (but not at all): counted, and the KS distance without them is recorded.
         layer, step: labels stored in the record (``step`` defaults to ``t``).
         bins: histogram bins.
         grid_points: points of the pdf grid.
@@ -327,6 +338,17 @@ def update_fit(
         snr = gradient_snr(g[:, keep])
         if np.isfinite(snr).sum() >= 2:
             nc = noncentral_fit(xk, t, beta1, snr, window=g.shape[0])
+    n_sparse, ks_ns = 0, float("nan")
+    if sparse is not None:
+        sp = np.asarray(sparse, dtype=bool).ravel()
+        if sp.shape != x.shape:
+            raise ValueError(f"sparse mask {sp.shape} must align with the updates {x.shape}")
+        n_sparse = int(np.sum(sp & keep))
+        rest = x[keep & ~sp]
+        if n_sparse and rest.size >= 2:
+            ks_ns = float(theory.ks_distance(rest, law.cdf))
+        elif not n_sparse:
+            ks_ns = gof.ks_distance
     return UpdateFit(
         layer=layer,
         step=int(t if step is None else step),
@@ -353,6 +375,8 @@ def update_fit(
         heavy_tailed=gof.heavy_tailed,
         rejected=rejected,
         noncentral=nc,
+        n_sparse=n_sparse,
+        ks_without_sparse=ks_ns,
     )
 
 

@@ -183,7 +183,10 @@ class UpdateFit:
     and, when ``dead_excluded``, left out; ``ks_with_dead`` is the KS distance with them
     kept. ``rejected`` says whether the zero-mean law is rejected (KS above both its 1 %
     critical value ``1.63/sqrt(n)`` and 0.02); ``noncentral`` is then the fit of the
-    per-coordinate-mean law (when the gradients were subsampled).
+    per-coordinate-mean law (when the gradients were subsampled). ``n_sparse`` live
+    coordinates had an exactly zero gradient at some earlier sampled step (gated, e.g. by a
+    ReLU: the laws assume a Gaussian gradient at every step, and such a coordinate puts a
+    point mass at ``+-k_s``); ``ks_without_sparse`` is the KS distance without them.
     """
 
     layer: str
@@ -211,6 +214,8 @@ class UpdateFit:
     heavy_tailed: bool
     rejected: bool
     noncentral: NoncentralFit | None = None
+    n_sparse: int = 0
+    ks_without_sparse: float = float("nan")
 
 
 @dataclass(frozen=True)

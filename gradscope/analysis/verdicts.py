@@ -251,6 +251,17 @@ def fit_verdict(fits: Sequence[UpdateFit], two_point: Sequence[TwoPointCheck] = 
         else:
             s += "; no gradient subsample to test a per-coordinate mean"
         parts.append(s + ".")
+        sp = [f for f in bad if f.n_sparse > 0 and np.isfinite(f.ks_without_sparse)]
+        if sp:
+            frac = float(np.median([f.n_sparse / max(f.n, 1) for f in sp]))
+            ks_ns = float(np.median([f.ks_without_sparse for f in sp]))
+            ks_all = float(np.median([f.ks_distance for f in sp]))
+            parts.append(
+                f"In {len(sp)} of the rejected fits a median {_pct(frac)} of the live "
+                f"coordinates had an exactly zero gradient at an earlier step (gated, sparse "
+                f"gradients, which the laws do not model: point masses at +-k); without them "
+                f"the median KS is {_g(ks_ns)} against {_g(ks_all)}."
+            )
     if dead:
         total = sum(f.n + (f.n_dead if f.dead_excluded else 0) for f in fits)
         how = "excluded from" if fits[0].dead_excluded else "kept in"

@@ -493,20 +493,24 @@ def _updates(
             return int(lsteps[i, c])
         return int(sst[r])
 
-    seen: dict[int, tuple[int, np.ndarray | None]] = {}  # layer -> (rows read, ever non-zero)
+    # layer -> (rows read, ever non-zero, ever zero) over the gradient subsample
+    seen: dict[int, tuple[int, np.ndarray | None, np.ndarray | None]] = {}
 
-    def dead_at(r: int, c: int, t: int) -> np.ndarray | None:
+    def dead_at(r: int, c: int, t: int) -> tuple[np.ndarray | None, np.ndarray | None]:
         u = run.subsample("stepsize", c, rows=slice(r, r + 1))[0] if have_u else None
         eps = float(hp.at_step("eps", int(sst[r]))[c]) if has_eps else None
-        nz = None
+        nz = zero = None
         if have_g:
-            done, nz = seen.get(c, (0, None))
+            done, nz, zero = seen.get(c, (0, None, None))
             for r0 in range(done, r + 1, chunk):
                 g = run.subsample("grad", c, rows=slice(r0, min(r + 1, r0 + chunk)))
                 nz = A.ever_nonzero(g, prior=nz)
-            seen[c] = (max(done, r + 1), nz)
+                zero = A.ever_zero(g, prior=zero)
+            seen[c] = (max(done, r + 1), nz, zero)
         d = A.dead_coordinates(u, eps, nz)
-        return d if d.size else None
+        d = d if d.size else None
+        sparse = None if zero is None or nz is None else zero & nz
+        return d, sparse
 
     for j, r in enumerate(rows):
         for k in fit_cols:
@@ -514,7 +518,7 @@ def _updates(
             t = true_t(int(r), c)
             x = run.subsample("update", c, rows=slice(int(r), int(r) + 1))[0]
             u = A.normalized_update(x, lr(int(sst[r]), int(groups[c])))
-            dead = dead_at(int(r), c, t)
+            dead, sparse = dead_at(int(r), c, t)
             if np.isfinite(u).sum() < 2:
                 continue
             if t == 1:
@@ -543,6 +547,7 @@ def _updates(
                     dead=dead,
                     exclude_dead=exclude_dead,
                     grad=grad,
+                    sparse=sparse,
                     layer=names[k],
                     step=int(sst[r]),
                 )

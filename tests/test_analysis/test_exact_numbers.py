@@ -318,3 +318,21 @@ def test_fit_verdict_says_where_and_why():
     assert all(c.ks_distance < 0.5 * f.ks_distance for c, f in zip(nc, fits))
     ok = A.fit_verdict(fits[3:])
     assert ok.startswith("The zero-mean law fits at every fitted step (t = 2..10)")
+
+
+def test_sparse_gradients_counted_and_their_point_mass():
+    rng = np.random.default_rng(9)
+    k = 20000
+    g = rng.standard_normal((2, k))
+    g[0, :4000] = 0.0  # gated at step 1 only: x_2 = w_2 sqrt(2) sign(g_2), a point mass
+    x, _ = adam64(g)
+    # m_hat = 0.1 g_2 / (1 - 0.9^2), sqrt(v_hat) = |g_2| / sqrt(1 + 0.999)
+    w2 = 0.1 / (1 - 0.9**2)
+    np.testing.assert_allclose(np.abs(x[1, :4000]), w2 * np.sqrt(1.999), rtol=1e-3)  # eps
+    sparse = A.ever_zero(g) & A.ever_nonzero(g)
+    assert sparse.sum() == 4000
+    f = A.update_fit(x[1], 2, 0.9, sparse=sparse)
+    assert f.rejected and f.n_sparse == 4000
+    assert f.ks_without_sparse < 1.63 / np.sqrt(k - 4000)
+    text = A.fit_verdict([f])
+    assert "a median 20% of the live coordinates had an exactly zero gradient" in text
