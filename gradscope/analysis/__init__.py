@@ -25,7 +25,12 @@ from gradscope.analysis.fit import (
     update_moments,
 )
 from gradscope.analysis.nonfinite import nonfinite_summary
-from gradscope.analysis.randomness import cosine_randomness, momentum_note, significance_trend
+from gradscope.analysis.randomness import (
+    cosine_randomness,
+    momentum_note,
+    significance_trend,
+    sqrt_log_threshold,
+)
 from gradscope.analysis.ranges import stepsize_range
 from gradscope.analysis.results import (
     EpsilonCheck,
@@ -102,6 +107,7 @@ __all__ = [
     "step_length",
     "step_length_verdict",
     "stepsize_profile",
+    "sqrt_log_threshold",
     "stepsize_range",
     "stepsize_verdict",
     "take_rows",

@@ -20,7 +20,13 @@ from scipy import integrate, stats
 from gradscope import theory
 from gradscope.analysis.results import RandomnessResult, SignificanceTrend
 
-__all__ = ["cosine_randomness", "momentum_note", "significance_trend"]
+__all__ = ["cosine_randomness", "momentum_note", "significance_trend", "sqrt_log_threshold"]
+
+
+def sqrt_log_threshold(n: npt.ArrayLike) -> np.ndarray:
+    """Zhang et al.'s rule: ``|cos| > sqrt(log n / n)`` calls two vectors in R^n non-random."""
+    n = np.asarray(n, dtype=float)
+    return np.sqrt(np.log(n) / n)
 
 
 def momentum_note(beta1: float, layers: Sequence[str] = ()) -> str:
@@ -99,7 +105,7 @@ def cosine_randomness(
     nonrandom = (q < alpha) & applies_row
     tested = np.isfinite(p)
     nn = np.where(testable, n, 2.0)
-    tau = np.where(testable, theory.seed_threshold(nn), np.nan)
+    tau = np.where(testable, sqrt_log_threshold(nn), np.nan)
     rule_hit = (np.abs(cc) > tau) & tested & applies_row
     applies = applies_row.all(axis=0)
     off = [name for name, ok in zip(layers, applies) if not ok]
@@ -124,7 +130,8 @@ def cosine_randomness(
         alpha=float(alpha),
         critical_value=np.where(testable, theory.cosine_critical_value(nn, alpha), np.nan),
         sqrt_log_threshold=tau,
-        sqrt_log_threshold_fpr=np.where(testable, theory.seed_threshold_fpr(nn), np.nan),
+        # exact two-sided false-positive rate of the rule: P(|C_n| > tau) under the null
+        sqrt_log_threshold_fpr=np.where(testable, theory.cosine_pvalue(tau, nn), np.nan),
         null_applies=applies,
         note=note,
     )

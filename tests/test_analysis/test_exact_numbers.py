@@ -336,3 +336,15 @@ def test_sparse_gradients_counted_and_their_point_mass():
     assert f.ks_without_sparse < 1.63 / np.sqrt(k - 4000)
     text = A.fit_verdict([f])
     assert "a median 20% of the live coordinates had an exactly zero gradient" in text
+
+
+def test_sqrt_log_rule_and_its_exact_fpr():
+    n = np.array([10.0, 100.0, 1000.0])
+    np.testing.assert_allclose(A.sqrt_log_threshold(n), np.sqrt(np.log(n) / n))
+    r = A.cosine_randomness([1], [[0.0, 0.0, 0.0]], n, list("abc"))
+    # the documented exact rates: 0.1353, 0.03116, 0.00852 (of order sqrt(1/n), not 1/n)
+    np.testing.assert_allclose(r.sqrt_log_threshold_fpr, [0.13526, 0.031162, 0.0085174], rtol=1e-4)
+    # Monte Carlo under the null
+    rng = np.random.default_rng(10)
+    c = theory.cosine_null(100).rvs(200000, random_state=rng)
+    assert np.mean(np.abs(c) > A.sqrt_log_threshold(100)) == pytest.approx(0.031162, abs=0.0015)
