@@ -26,7 +26,16 @@ from gradscope.report.runview import LayerSettings, beta1_key, eps_dominated, la
 from gradscope.runfile import schema as S
 from gradscope.runfile.reader import RunFile
 
-__all__ = ["Report", "RunAnalysis", "analyze_run", "build", "headline", "optimizer_facts"]
+__all__ = [
+    "Report",
+    "RunAnalysis",
+    "analyze_run",
+    "build",
+    "headline",
+    "layer_table",
+    "optimizer_facts",
+    "verdicts",
+]
 
 Progress = Callable[[str, int, int], None]
 ADAM_CLASSES = ("Adam", "AdamW")
@@ -803,6 +812,7 @@ def build(
             an.notes,
             meta=_meta_rows(an),
             verdicts=_loose_verdicts(an),
+            table=layer_table(an),
         ),
         encoding="utf-8",
     )
@@ -824,6 +834,39 @@ _FIGURE_VERDICTS = {
 def _loose_verdicts(an: RunAnalysis) -> dict[str, str]:
     shown = set(_FIGURE_VERDICTS.values())
     return {k: v for k, v in an.verdicts.items() if k not in shown}
+
+
+def layer_table(an: RunAnalysis) -> list[tuple[Any, ...]]:
+    """Per-layer facts: size, eps-dominated fraction, dead coordinates, non-finite values,
+    non-random fraction and signed mean cosine of successive gradients (first row: header)."""
+    head = ["layer", "n"]
+    cols: list[list[Any]] = []
+    if an.epsilon is not None:
+        head.append("eps-dominated fraction (max)")
+        cols.append([float(x) for x in an.epsilon.fraction_max])
+    if an.dead_counts is not None:
+        head.append("dead coordinates (v = 0)")
+        cols.append([int(x) if np.isfinite(x) else float("nan") for x in an.dead_counts])
+    if an.nonfinite is not None and an.nonfinite.any:
+        head.append("non-finite values (first step)")
+        nf = an.nonfinite
+        cells = []
+        for li in range(len(an.layers)):
+            hit = [
+                f"{q} {int(nf.total[qi, li])} ({int(nf.first_step[qi, li])})"
+                for qi, q in enumerate(nf.quantities)
+                if nf.total[qi, li] > 0
+            ]
+            cells.append(", ".join(hit) or "0")
+        cols.append(cells)
+    if an.randomness_grad is not None:
+        head += ["non-random grad steps", "mean signed grad cosine"]
+        cols.append([float(x) for x in an.randomness_grad.fraction_nonrandom])
+        cols.append([float(x) for x in an.randomness_grad.mean_cosine])
+    rows: list[tuple[Any, ...]] = [tuple(head)]
+    for i, name in enumerate(an.layers):
+        rows.append((name, int(an.sizes[i]), *(c[i] for c in cols)))
+    return rows
 
 
 def _meta_rows(an: RunAnalysis) -> list[tuple[str, str]]:

@@ -124,6 +124,17 @@ def test_dead_coordinates_excluded_counted_and_ks_without_them(dead_run):
     # eps decides the stepsize of those coordinates (v = 0): ~40 % per layer, flagged
     assert an.epsilon.flagged_layers == ("ps.0", "ps.1")
     np.testing.assert_allclose(an.epsilon.fraction_max, 0.4, atol=0.03)
+    # the per-layer table of the report shows the fraction and the dead counts
+    from gradscope.report.build import layer_table
+
+    table = layer_table(an)
+    assert table[0][:4] == (
+        "layer",
+        "n",
+        "eps-dominated fraction (max)",
+        "dead coordinates (v = 0)",
+    )
+    assert [r[3] for r in table[1:]] == [2000, 1200]  # 40 % of 5000 and of 3000, all rows
     # the range's max is 1/eps: the headline says eps-dominated coordinates drive it
     assert an.ranges.max_spread_eps_capped.all()
     assert "driven by eps-dominated coordinates" in an.verdicts["ranges"]
