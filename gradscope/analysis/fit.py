@@ -217,7 +217,7 @@ def noncentral_fit(
     snr: npt.ArrayLike,
     *,
     window: int,
-    bins: int = 12,
+    bins: int = 8,
     grid_points: int = 201,
 ) -> NoncentralFit:
     """Updates against the mixture over coordinates of the exact non-central law.
@@ -251,7 +251,10 @@ def noncentral_fit(
     for j in np.unique(which):
         sel = which == j
         s_b = float(np.median(a[sel]))
-        f_pos = np.asarray(theory.ema_nc_cdf(grid, t, b, s_b), dtype=float)
+        if s_b == 0.0:  # the central law k C_t, in closed form
+            f_pos = np.asarray(theory.cosine_null(t, scale=k).cdf(grid), dtype=float)
+        else:
+            f_pos = np.asarray(theory.ema_nc_cdf(grid, t, b, s_b), dtype=float)
         f_neg = 1.0 - f_pos[::-1]  # the grid is symmetric: F(x; -s) = 1 - F(-x; s)
         pos = np.sum(sel & (snr >= 0))
         mix += pos * f_pos + (np.sum(sel) - pos) * f_neg

@@ -264,10 +264,13 @@ def fit_verdict(fits: Sequence[UpdateFit], two_point: Sequence[TwoPointCheck] = 
             )
     if dead:
         total = sum(f.n + (f.n_dead if f.dead_excluded else 0) for f in fits)
-        how = "excluded from" if fits[0].dead_excluded else "kept in"
+        how = "left out of" if fits[0].dead_excluded else "kept in"
+        per_fit = [f.n_dead / max(f.n + (f.n_dead if f.dead_excluded else 0), 1) for f in fits]
         parts.append(
-            f"{dead} dead sampled coordinate-fits ({_pct(dead / max(total, 1))}) were {how} the "
-            "fits."
+            f"Dead sampled coordinates (at the eps cap, or a gradient zero at every sampled "
+            f"row so far) were {how} the fits: a median {_pct(float(np.median(per_fit)))} of "
+            f"the sampled coordinates per fit, {dead} in all {len(fits)} fits (total "
+            f"{_pct(dead / max(total, 1))})."
         )
     return " ".join(parts)
 
