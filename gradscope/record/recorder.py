@@ -955,7 +955,7 @@ class Recorder:
             return torch.stack([one(v, n) for v, n in zip(values, self._qn[q])])
         table = torch.empty(len(self._n), spec.n_bins, dtype=torch.int64, device=device)
         if self._big_cols:
-            big = [one(values[c], self._n[c]) for c in self._big_cols]
+            big = [one(values[c], self._qn[q][c]) for c in self._big_cols]
             table.index_copy_(0, self._big_idx, torch.stack(big))
         small = self._hist.segmented(flat, self._small_len, spec, self._small_ids32)
         table.index_copy_(0, self._small_idx, small)
