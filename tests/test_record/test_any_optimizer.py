@@ -510,3 +510,37 @@ def test_gradscope_analyze_runs_and_says_why_it_skips(tmp_path, which):
     assert info.exit_code == 0, info.output
     if which == "lion":
         assert "stepsize undefined for this optimizer" in info.output
+
+
+class ShapeShifter(torch.optim.SGD):
+    """SGD that also keeps ``aux``: the gradient for small parameters, its row sums for big ones
+    (a state entry whose shape differs from the parameter's on some layers only)."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = super().step(closure)
+        for p in (p for g in self.param_groups for p in g["params"]):
+            self.state[p]["aux"] = p.grad.sum(dim=-1) if p.numel() > 1 << 16 else p.grad.clone()
+        return loss
+
+
+def test_state_entry_of_own_shape_on_big_layers_only(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(300, 300), nn.Tanh(), nn.Linear(300, 2))  # 90,000 coords
+    x, y = torch.randn(4, 300), torch.randint(0, 2, (4,))
+    opt = ShapeShifter(model.parameters(), lr=0.01)
+    auxes = []
+    with Recorder(model, opt, tmp_path / "run.h5", sample=0):
+        for _ in range(3):
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+            auxes.append({n: _np(opt.state[p]["aux"]) for n, p in model.named_parameters()})
+            opt.zero_grad()
+    with RunFile(tmp_path / "run.h5") as run:
+        assert run.metadata["quantities"]["state_shapes"]["aux"][0] == [300]
+        for t, aux in enumerate(auxes):
+            for c, name in enumerate(run.layers):
+                a = aux[name]
+                close(run.summary("aux", "mean")[t, c], a.mean(), rtol=1e-5, atol=1e-12)
+                close(run.summary("aux", "norm")[t, c], np.linalg.norm(a), rtol=1e-5)
+                assert run.histogram("aux", name)[t].sum() == a.size  # counts its own size
