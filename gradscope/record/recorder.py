@@ -197,6 +197,7 @@ class Recorder:
         self._params, self._names, self._groups = _collect_params(self.model, self.optimizers)
         self._opt_of = [self._group_opt[g] for g in self._groups]  # per optimizer parameter
         self._handles: list[Any] = []
+        self._depth: dict[int, int] = {}  # nesting of each optimizer's step hooks
         self._forward_seen: dict[int, int] = {}
         self._step = 0
         self._plan: _Plan | None = None
@@ -402,6 +403,13 @@ class Recorder:
         self._handles = []
 
     def _pre_hook(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> Any:
+        # A subclass whose step calls super().step() runs the hooks twice when torch has
+        # wrapped both classes' step (once an instance of the parent exists): act on the
+        # outermost call only, so a step is counted once and read after all of it ran.
+        depth = self._depth.get(id(optimizer), 0)
+        self._depth[id(optimizer)] = depth + 1
+        if depth:
+            return None
         if not self.recording:
             return None
         try:
@@ -450,6 +458,10 @@ class Recorder:
         return wrapped
 
     def _post_hook(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        depth = self._depth.get(id(optimizer), 1) - 1
+        self._depth[id(optimizer)] = max(depth, 0)
+        if depth > 0:
+            return
         if not self.recording:
             if optimizer is self.optimizer:
                 self._step += 1
