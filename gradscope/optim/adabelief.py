@@ -47,6 +47,7 @@ class AdaBelief(AdaptiveOptimizer):
         rectify: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -58,6 +59,7 @@ class AdaBelief(AdaptiveOptimizer):
             decoupled_weight_decay=decoupled_weight_decay,
             maximize=maximize,
             foreach=foreach,
+            fused=fused,
             rectify=rectify,
         )
 
