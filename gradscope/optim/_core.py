@@ -558,16 +558,27 @@ class AdaptiveOptimizer(TrackedOptimizer):
         B.check_fusable(device)
         names = tuple(traced)
         frozen = tuple(sorted(baked.items()))
-        layout = tuple(
-            (tuple(t.shape), tuple(t.stride()), t.dtype)
-            for seq in (params, grads, ms, vs, vmaxs, sqs)
-            for t in seq
-        )
+        # inductor (torch 2.13) drops in-place writes to 0-d graph inputs: hand 0-d
+        # tensors in as 1-element views (the writes land in the originals), then give
+        # the reported tensors their eager shapes back
+        ins = [[_one_d(t) for t in seq] for seq in (params, grads, ms, vs, vmaxs, sqs)]
+        layout = tuple((tuple(t.shape), tuple(t.stride()), t.dtype) for seq in ins for t in seq)
         key = (plan, frozen, names, str(device), len(params), layout)
         fn = B.compiled(key, lambda: _make_fused(plan, frozen, names))
         scal = torch.tensor([traced[n] for n in names], dtype=torch.float64, device=device)
-        out = fn(params, grads, ms, vs, vmaxs, sqs, scal)
-        return out if plan.track else None
+        out = fn(*ins, scal)
+        if not plan.track:
+            return None
+        shaped = []
+        for (u, d), p, v, v1 in zip(out, params, vs, ins[3]):
+            if u.shape == v1.shape:
+                u = u.view(v.shape)
+            shaped.append((u, d.view(p.shape)))
+        return shaped
+
+
+def _one_d(t: Tensor) -> Tensor:
+    return t.view(1) if t.dim() == 0 else t
 
 
 def check_declaration(cls: type) -> None:
