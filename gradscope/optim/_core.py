@@ -433,11 +433,13 @@ class AdaptiveOptimizer(TrackedOptimizer):
             params, grads = self._params_with_grads(group)
             if not params:
                 continue
-            states = [self._init_state(p, group) for p in params]
             if group.get("fused"):
                 path = "fused"
+                for device in {p.device for p in params}:
+                    B.check_fusable(device)
             else:
                 path = "foreach" if self._use_foreach(group["foreach"], params) else "single"
+            states = [self._init_state(p, group) for p in params]
             if path == "single":
                 for p, g, st in zip(params, grads, states):
                     self._run(path, group, [p], [g], [st])
@@ -555,7 +557,6 @@ class AdaptiveOptimizer(TrackedOptimizer):
     ) -> list[tuple[Tensor, Tensor]] | None:
         """The bucket as one compiled graph, cached by plan, constants and tensor layout."""
         device = params[0].device
-        B.check_fusable(device)
         names = tuple(traced)
         frozen = tuple(sorted(baked.items()))
         # inductor (torch 2.13) drops in-place writes to 0-d graph inputs: hand 0-d
