@@ -187,7 +187,7 @@ class TrackedOptimizer(torch.optim.Optimizer):
 _TRACED = ("lr", "beta1", "beta2", "eps", "weight_decay", "bc1", "bc2", "sqrt_bc2")
 #: the most parameter tensors one fused graph takes (a larger bucket is split): bounds the
 #: time and memory of one compilation
-FUSED_CHUNK = 64
+FUSED_CHUNK = 16
 
 
 @dataclass(frozen=True)
