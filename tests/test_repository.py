@@ -1,0 +1,60 @@
+"""Repository-level promises: CI runs README's set-up commands, the product stands alone."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CPU_TORCH = 'pip install "torch==2.13.*" --index-url https://download.pytorch.org/whl/cpu && '
+
+
+def _setup_commands(markdown: str) -> list[str]:
+    """The one-line commands of the ```bash blocks that start with ``pip install``."""
+    blocks = re.findall(r"```bash\n(.*?)```", markdown, flags=re.S)
+    return [b.strip() for b in blocks if b.startswith("pip install")]
+
+
+def _ci_extracts(head: str) -> str:
+    """What .ci/run's own ``readme_command`` function returns for ``head``."""
+    ci = (ROOT / ".ci" / "run").read_text()
+    func = re.search(r"^readme_command\(\) \{.*?^\}", ci, flags=re.S | re.M)
+    assert func, ".ci/run defines readme_command"
+    script = f'cd "{ROOT}"\n{func.group(0)}\nreadme_command "{head}"'
+    return subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_readme_has_exactly_two_setup_commands_that_install_the_cpu_build():
+    main, tests = _setup_commands((ROOT / "README.md").read_text())  # exactly two
+    assert main.startswith(CPU_TORCH) and main.endswith("&& gradscope demo")
+    assert tests.startswith(CPU_TORCH) and tests.endswith("python -m pytest -q")
+    assert 'pip install -e ".[dev]"' in tests
+
+
+def test_ci_runs_readmes_commands_verbatim():
+    main, tests = _setup_commands((ROOT / "README.md").read_text())
+    assert _ci_extracts("Run the main job") == main
+    assert _ci_extracts("Run the tests") == tests
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "torch==" not in ci  # no install README does not mention
+    assert "mkdocs build --strict" in ci
+
+
+def test_docs_index_gives_the_same_commands():
+    assert _setup_commands((ROOT / "docs" / "index.md").read_text()) == _setup_commands(
+        (ROOT / "README.md").read_text()
+    )
+
+
+@pytest.mark.parametrize("module", ["gradscope.__main__"])
+def test_importing_the_entry_point_runs_nothing(module):
+    out = subprocess.run(
+        [sys.executable, "-c", f"import {module}"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert (out.returncode, out.stdout, out.stderr) == (0, "", "")
