@@ -21,6 +21,7 @@ _SUBMODULES = {
     "plot",
     "report",
     "errors",
+    "names",
 }
 _LAZY_ATTRS = {"Recorder": "gradscope.record"}
 
