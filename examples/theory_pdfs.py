@@ -1,6 +1,6 @@
 """Plot the exact law of the scaled Adam update sqrt(t) u for t = 1, 2, 3, 5, 10, 100.
 
-i.i.d. Gaussian gradients, simple averaging (spec/theory.md section 2). At t = 1 the update is
+i.i.d. Gaussian gradients, simple averaging (docs/theory.md, section 2). At t = 1 the update is
 +-1 with probability 1/2 each (drawn as two spikes); t = 2 is the arcsine law, t = 3 uniform,
 and large t approaches N(0, 1).
 

@@ -10,9 +10,10 @@ Usage::
             optimizer.step()            # recording happens in the step hooks
             optimizer.zero_grad()
 
-What the optimizer did is read through :mod:`gradscope.optim.introspect` (Rule 4): the
-recorder never re-derives optimizer math. Reductions run on the parameters' device and are
-copied to the host once per recorded step; a writer thread appends them to the run file.
+What the optimizer did is read through :mod:`gradscope.optim.introspect`: the recorder never
+re-derives optimizer math (docs/design.md, rule 4). Reductions run on the parameters' device
+and are copied to the host once per recorded step; a writer thread appends them to the run
+file.
 """
 
 from __future__ import annotations

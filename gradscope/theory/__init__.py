@@ -1,7 +1,7 @@
 """Exact laws of adaptive updates, Monte Carlo for the rest, and exact cosine randomness tests.
 
 Self-contained (NumPy and SciPy only). The derivations, and what is exact versus approximate,
-are in ``docs/theory.md`` and ``shared/spec/theory.md``.
+are in ``docs/theory.md`` (its "Derivations and checks" part, numbered sections 1-9).
 """
 
 from __future__ import annotations

@@ -1,8 +1,12 @@
-"""Exact cosine randomness tests (seed 001, corrected by spec section 8).
+"""Exact cosine randomness tests: the student abstract's test, corrected.
+
+The test is that of J. Zhang, Qiao, Lopotenco & Pan, "Understanding Stochastic Optimization
+Behavior at the Layer Update Level" (AAAI student abstract); ``docs/theory.md``, section 8,
+derives its exact null and shows that the abstract's bound is false.
 
 Under the null "independent, at least one isotropic", ``c = cos(x, y)`` in ``R^n`` has the law
 ``C_n`` of :data:`gradscope.theory.cosine_null`, and ``T = c sqrt((n-1)/(1-c^2))`` is exactly
-Student t with ``n-1`` degrees of freedom. The seed's threshold ``sqrt(log n / n)`` does not
+Student t with ``n-1`` degrees of freedom. The abstract's threshold ``sqrt(log n / n)`` does not
 control the false-positive rate at ``1/n``; :func:`seed_threshold_fpr` gives its true rate.
 """
 
@@ -120,7 +124,7 @@ def cosine_critical_value(
 
 
 def seed_threshold(n: npt.ArrayLike, eps: npt.ArrayLike | None = None) -> FloatArray:
-    """The seed's threshold ``sqrt(-log(eps)/n)``, ``eps = 1/n`` by default: ``sqrt(log n/n)``.
+    """The student abstract's threshold ``sqrt(-log(eps)/n)``; ``eps = 1/n``: ``sqrt(log n/n)``.
 
     It does NOT bound the false-positive rate by ``eps``: see :func:`seed_threshold_fpr`.
     """
@@ -143,7 +147,7 @@ def seed_threshold_fpr(
     two_sided: bool = True,
     threshold: npt.ArrayLike | None = None,
 ) -> FloatArray:
-    """Exact false-positive rate ``P(|c| > tau)`` of a threshold (default the seed's).
+    """Exact false-positive rate ``P(|c| > tau)`` of a threshold (default the student abstract's).
 
     For ``eps = 1/n`` it is 0.1353 at n = 10, 0.03116 at 100 and 0.00852 at 1000: of order
     ``sqrt(eps)``, not ``eps``. The one-sided rule has half the rate.
@@ -172,8 +176,8 @@ def estimate_effective_dimension(samples: npt.ArrayLike, min_lag: int = 1) -> fl
     """Estimate ``n_eff`` from zero-mean independent samples (rows), without forming ``S``.
 
     Uses ``E|g|^2 = tr(S)`` and ``E[(g_i . g_j)^2] = tr(S^2)`` over pairs ``|i - j| >= min_lag``
-    (spec 8.3), so it works for layers far too large for an ``n x n`` covariance. The ratio is
-    consistent, not unbiased.
+    (docs/theory.md, section 8.3), so it works for layers far too large for an ``n x n``
+    covariance. The ratio is consistent, not unbiased.
     """
     g = np.asarray(samples, dtype=float)
     if g.ndim != 2 or g.shape[0] < 2:
@@ -244,7 +248,7 @@ def combine_pvalues(
     """Combine independent p-values (e.g. successive cosines of one layer) along ``axis``.
 
     Successive cosines ``cos(g_t, g_{t-1})`` are exactly independent under the isotropic
-    i.i.d. null (spec 8.2), so Fisher and Stouffer are exact there. Wraps
+    i.i.d. null (docs/theory.md, section 8.2), so Fisher and Stouffer are exact there. Wraps
     ``scipy.stats.combine_pvalues``.
     """
     p = np.asarray(pvalues, dtype=float)

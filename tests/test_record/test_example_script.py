@@ -1,4 +1,4 @@
-"""The recorder's example script runs and writes a readable run file (Rule 3)."""
+"""The recorder's example script runs and writes a readable run file (docs/design.md, rule 3)."""
 
 from __future__ import annotations
 

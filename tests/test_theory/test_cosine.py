@@ -81,7 +81,7 @@ def test_effective_dimension():
     rng = np.random.default_rng(5)
     g = rng.standard_normal((400, 1000)) * np.sqrt(eig)
     assert th.estimate_effective_dimension(g) == pytest.approx(34, rel=0.1)
-    # calibrated test: using n_eff restores the level (spec 8.2, alpha = 1)
+    # calibrated test: using n_eff restores the level (docs/theory.md, section 8.2, alpha = 1)
     x = rng.standard_normal((20_000, 1000)) * np.sqrt(eig)
     c = th.cosine_similarity(x[:10_000], x[10_000:])
     assert np.mean(th.cosine_pvalue(c, 1000) < 0.05) > 0.6
@@ -96,7 +96,7 @@ def test_combining_and_fdr():
     )
     np.testing.assert_allclose(th.fdr_control(p), stats.false_discovery_control(p))
     assert th.fdr_control(p, "by")[0] >= th.fdr_control(p)[0]
-    # successive cosines are independent under the isotropic null (spec 8.2)
+    # successive cosines are independent under the isotropic null (docs/theory.md, section 8.2)
     rng = np.random.default_rng(9)
     g = rng.standard_normal((20_001, 50))
     c = th.cosine_similarity(g[1:], g[:-1])
