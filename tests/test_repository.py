@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -130,3 +131,38 @@ def test_product_cites_nothing_outside_the_repository():
             if OUTSIDE.search(line):
                 bad.append(f"{rel}:{i}: {line.strip()}")
     assert not bad, "\n".join(bad)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("module", "bad_import"),
+    [
+        ("theory/exact.py", "gradscope.analysis"),  # theory -> analysis (up a tier)
+        ("optim/adam.py", "gradscope.examplewise"),  # optim -> examplewise
+        ("examplewise.py", "gradscope.record"),  # examplewise -> record
+        ("errors.py", "gradscope.names"),  # inside tier 0 (independent siblings)
+        ("names.py", "numpy"),  # tier 0 is standard library only
+        ("runfile/reader.py", "gradscope.theory"),  # two tier-1 siblings
+    ],
+)
+def test_import_contracts_catch_a_wrong_edge(module, bad_import, tmp_path):
+    """lint-imports passes on the package and fails once one forbidden import is added."""
+    import shutil
+
+    shutil.copytree(
+        ROOT / "gradscope", tmp_path / "gradscope", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+
+    def lint() -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+        return subprocess.run(
+            ["lint-imports", "--no-cache"], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+
+    assert lint().returncode == 0
+    path = tmp_path / "gradscope" / module
+    path.write_text(path.read_text() + f"\nimport {bad_import}  # noqa\n")
+    out = lint()
+    assert out.returncode != 0
+    assert "BROKEN" in out.stdout and bad_import in out.stdout
