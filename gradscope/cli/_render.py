@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -14,14 +15,34 @@ console = Console()
 
 
 @contextlib.contextmanager
-def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
-    """A progress bar keyed by task name; yields ``advance(name, done, total)``."""
+def progress_bar(
+    console_: Console | None = None,
+) -> Iterator[Callable[[str, int, int], None]]:
+    """Progress keyed by task name on stderr; yields ``advance(name, done, total)``.
+
+    On a terminal: one live bar per task. Elsewhere (a pipe, a log file, CI) a bar would
+    print nothing until the end, so each task gets one plain line when it completes,
+    with its wall-clock seconds.
+    """
+    err = console_ or Console(stderr=True)
+    if not err.is_terminal:
+        started: dict[str, float] = {}
+
+        def line(name: str, done: int, total: int) -> None:
+            t0 = started.setdefault(name, time.perf_counter())
+            if done >= total:  # a task name may come again (one report stage per run)
+                del started[name]
+                took = time.perf_counter() - t0
+                err.print(Text(f"{name}: {done}/{total} done in {took:.1f} s"), soft_wrap=True)
+
+        yield line
+        return
     with Progress(
         TextColumn("{task.description:>14}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total} steps"),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
+        console=err,
         transient=True,
     ) as bar:
         tasks: dict[str, int] = {}
@@ -34,8 +55,12 @@ def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
         yield advance
 
 
-def render_comparison(rows: Sequence) -> None:
-    """Print the optimizer comparison table."""
+def render_comparison(rows: Sequence, seconds: Mapping[str, float] | None = None) -> None:
+    """Print the optimizer comparison table, then (apart from it) the wall-clock times.
+
+    The table holds only what the controlled comparison fixes (same weights, same data
+    order): timings depend on the machine and its load and are printed below it.
+    """
     table = Table(title="Optimizer comparison on digits (same weights, same data order)")
     for col in (
         "optimizer",
@@ -44,7 +69,6 @@ def render_comparison(rows: Sequence) -> None:
         "test acc",
         "median layer std(u)",
         "log10 spread of layer means",
-        "seconds",
     ):
         table.add_column(col, justify="right" if col != "optimizer" else "left")
     for r in rows:
@@ -55,13 +79,17 @@ def render_comparison(rows: Sequence) -> None:
             f"{100 * r.test_accuracy:.1f}%",
             f"{r.median_layer_std:.4g}",
             f"{r.layer_mean_spread:.2f}",
-            f"{r.seconds:.1f}",
         )
     console.print(table)
     console.print(
         "u is the adaptive stepsize (update = -lr u m_hat); lower layer std = "
         "more SGD-like layers (Aida paper, Figs. 1, 2, 6)."
     )
+    if seconds:
+        times = ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())
+        console.print(
+            Text(f"wall-clock training time (this machine, not part of the comparison): {times}")
+        )
 
 
 def _fmt(v: object) -> str:
