@@ -225,8 +225,9 @@ def run_demo(
         threads: torch intra-op threads while the demo runs (restored afterwards); ``None``
             keeps torch's setting. One by default: the layers are so small (at most
             128 x 64) that more threads only add synchronisation, and on a busy machine they
-            oversubscribe the cores (measured on a loaded 2-core machine: the whole demo took
-            4 min with torch's default against 55 s with one thread).
+            oversubscribe the cores (measured side by side on a 2-core machine at load average
+            about 5: the whole demo took 339 s with torch's default of 2 threads against 68 s
+            with one, with the same table).
         progress: ``progress(name, done, total)`` after every training step and report stage.
 
     Raises:
