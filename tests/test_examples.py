@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # starts other Python processes
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 CASES = {

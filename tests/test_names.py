@@ -18,6 +18,7 @@ def _top_level_modules(code: str) -> set[str]:
     return set(eval(out.stdout))
 
 
+@pytest.mark.slow
 def test_names_imports_only_the_standard_library():
     new = _top_level_modules("import gradscope.names") - _top_level_modules("")
     assert new - {"gradscope"} <= set(sys.stdlib_module_names)

@@ -53,6 +53,7 @@ def test_docs_index_gives_the_same_commands():
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["gradscope.__main__"])
 def test_importing_the_entry_point_runs_nothing(module):
     out = subprocess.run(

@@ -8,8 +8,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from gradscope.runfile import RunFile
+
+pytestmark = pytest.mark.slow  # starts other Python processes
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -444,6 +444,7 @@ def test_strict_close_error_does_not_mask_training_exception(tmp_path, monkeypat
             raise KeyError("mine")
 
 
+@pytest.mark.slow  # torch.compile
 @pytest.mark.parametrize("wrap", ["compile", "compile-fullgraph"])
 def test_compiled_model_records_as_eager(tmp_path, wrap):
     """torch.compile (dynamo + AOTAutograd, no C++ build) records the same run as eager.
@@ -482,6 +483,7 @@ def test_compiled_model_records_as_eager(tmp_path, wrap):
         comp.close()
 
 
+@pytest.mark.slow  # torch.compile
 @pytest.mark.parametrize("make_opt", ["torch", "gradscope"])
 def test_compiled_optimizer_step_records_as_eager(tmp_path, make_opt):
     """A user-compiled ``opt.step()`` runs the recorder's hooks eagerly (compiler-disabled):
