@@ -74,11 +74,11 @@ def load_digits_tensors(seed: int = 0) -> tuple[torch.Tensor, ...]:
     """
     from sklearn.datasets import load_digits
 
-    data = load_digits()
-    x = torch.tensor(data.data, dtype=torch.float32) / 16.0
+    pixels, labels = load_digits(return_X_y=True)
+    x = torch.tensor(pixels, dtype=torch.float32) / 16.0
     x = x[:, x.std(0) > 0]
     x = (x - x.mean(0)) / x.std(0)
-    y = torch.tensor(data.target, dtype=torch.long)
+    y = torch.tensor(labels, dtype=torch.long)
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     n_train = int(0.8 * len(x))
     tr, te = perm[:n_train], perm[n_train:]
@@ -128,6 +128,12 @@ def train_digits(
     ``recorder`` (a :class:`gradscope.Recorder`) gets the losses; ``examplewise=True``
     computes per-example moments every step and hands them to the optimizer (Eve).
     """
+    set_examplewise = getattr(optimizer, "set_examplewise", None)
+    if examplewise and set_examplewise is None:
+        raise ValueError(
+            f"examplewise=True needs an optimizer that takes per-example moments (Eve), "
+            f"got {type(optimizer).__name__}"
+        )
     xtr, ytr, xte, yte = (t.to(device) for t in load_digits_tensors(seed))
     gen = torch.Generator().manual_seed(seed)  # the same data order for every optimizer
     total = epochs * math.ceil(len(xtr) / batch_size)
@@ -137,14 +143,14 @@ def train_digits(
         for i in range(0, len(xtr), batch_size):
             idx = order[i : i + batch_size]
             optimizer.zero_grad()
-            if examplewise:
+            if set_examplewise is not None and examplewise:
                 from gradscope import examplewise as ew
 
                 mom = ew.examplewise_moments(
                     model, nn.functional.cross_entropy, xtr[idx], ytr[idx], projections=False
                 )
                 ew.set_grads_from_moments(model, mom)
-                optimizer.set_examplewise(ew.sq_mean_by_param(model, mom), mom.batch_size)
+                set_examplewise(ew.sq_mean_by_param(model, mom), mom.batch_size)
                 loss = mom.loss
             else:
                 loss = nn.functional.cross_entropy(model(xtr[idx]), ytr[idx])

@@ -130,3 +130,12 @@ def test_cli_demo_off_a_terminal_prints_progress_and_separates_timing(tmp_path):
     table, _, after = result.stdout.partition("wall-clock training time")
     assert "seconds" not in table  # no timing column inside the comparison
     assert "adam" in after and "ladam" in after
+
+
+def test_examplewise_training_needs_an_optimizer_that_takes_the_moments():
+    import gradscope.optim as O
+    from gradscope.demo import make_digits_mlp, train_digits
+
+    model = make_digits_mlp()
+    with pytest.raises(ValueError, match=r"per-example moments \(Eve\), got Adam"):
+        train_digits(model, O.Adam(model.parameters()), examplewise=True)

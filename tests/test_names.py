@@ -47,3 +47,11 @@ def test_full_dataset_path_matches_the_writer():
     from gradscope.runfile.writer import _full_path
 
     assert names.full_dataset("grad", 7) == _full_path("grad", 7) == "full/grad/00007"
+
+
+def test_package_all_lists_every_lazy_name():
+    import gradscope
+
+    assert sorted(gradscope.__all__) == sorted(
+        gradscope._SUBMODULES | set(gradscope._LAZY_ATTRS) | {"__version__"}
+    )
