@@ -103,7 +103,8 @@ def test_progress_off_a_terminal_is_one_line_per_task():
     from gradscope.cli._render import progress_bar
 
     buf = io.StringIO()
-    with progress_bar(Console(file=buf, force_terminal=False, width=200)) as advance:
+    console = Console(file=buf, force_terminal=False, width=200)
+    with progress_bar(console, lines_off_terminal=True) as advance:
         for name in ("adam", "aida"):
             for done in range(1, 24):
                 advance(name, done, 23)
@@ -114,6 +115,9 @@ def test_progress_off_a_terminal_is_one_line_per_task():
     lines = buf.getvalue().splitlines()
     assert [ln.split(":")[0] for ln in lines] == ["adam", "aida", "figures", "figures"]
     assert lines[0].startswith("adam: 23/23 done in ")
+    with progress_bar(console) as advance:  # other commands: silent off a terminal
+        advance("summaries", 1, 1)
+    assert buf.getvalue().splitlines() == lines
 
 
 def test_cli_demo_off_a_terminal_prints_progress_and_separates_timing(tmp_path):

@@ -4,28 +4,37 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
+if TYPE_CHECKING:  # types only: the report modules load matplotlib
+    from gradscope.report.build import Report
+    from gradscope.report.compare import Comparison
+    from gradscope.report.info import RunInfo
+
 console = Console()
 
 
 @contextlib.contextmanager
 def progress_bar(
-    console_: Console | None = None,
+    console_: Console | None = None, *, lines_off_terminal: bool = False
 ) -> Iterator[Callable[[str, int, int], None]]:
     """Progress keyed by task name on stderr; yields ``advance(name, done, total)``.
 
-    On a terminal: one live bar per task. Elsewhere (a pipe, a log file, CI) a bar would
-    print nothing until the end, so each task gets one plain line when it completes,
-    with its wall-clock seconds.
+    On a terminal: one live bar per task. Elsewhere (a pipe, a log file, CI) a bar prints
+    nothing; with ``lines_off_terminal`` each task gets one plain line instead when it
+    completes, with its wall-clock seconds (the demo's minute of training is not silent).
     """
     err = console_ or Console(stderr=True)
     if not err.is_terminal:
+        if not lines_off_terminal:
+            yield lambda name, done, total: None
+            return
         started: dict[str, float] = {}
 
         def line(name: str, done: int, total: int) -> None:
@@ -96,7 +105,7 @@ def _fmt(v: object) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def render_info(info, *, as_json: bool = False) -> None:  # noqa: ANN001 - report.info.RunInfo
+def render_info(info: RunInfo, *, as_json: bool = False) -> None:
     """Print what a run file holds (tables, or JSON with ``as_json``)."""
     import dataclasses
     import json
@@ -130,7 +139,7 @@ def render_info(info, *, as_json: bool = False) -> None:  # noqa: ANN001 - repor
         console.print(Text("metadata: " + json.dumps(meta, default=str)[:2000]))
 
 
-def render_report_summary(report) -> None:  # noqa: ANN001 - report.build.Report
+def render_report_summary(report: Report) -> None:
     """Concise summary of an analysis: headline numbers, skipped analyses, where files are."""
     table = Table(title="gradscope analyze", show_header=False)
     for k, v in report.headline.items():
@@ -143,7 +152,7 @@ def render_report_summary(report) -> None:  # noqa: ANN001 - report.build.Report
     console.print(Text(f"report: {report.html}  ({len(report.files)} files in {report.out})"))
 
 
-def render_comparison_table(result) -> None:  # noqa: ANN001 - report.compare.Comparison
+def render_comparison_table(result: Comparison) -> None:
     """Side-by-side headline numbers of several runs."""
     table = Table(title="gradscope compare")
     table.add_column("")
@@ -155,7 +164,7 @@ def render_comparison_table(result) -> None:  # noqa: ANN001 - report.compare.Co
     console.print(Text(f"report: {result.html}"))
 
 
-def render_files(files) -> None:  # noqa: ANN001 - sequence of paths
+def render_files(files: Iterable[object]) -> None:
     """List written files."""
     for f in files:
         console.print(Text(f"wrote {f}"))

@@ -34,7 +34,7 @@ def demo(
     from gradscope.cli._render import progress_bar, render_comparison
     from gradscope.demo import run_demo
 
-    with user_errors(), progress_bar() as advance:
+    with user_errors(), progress_bar(lines_off_terminal=True) as advance:
         result = run_demo(
             out, optimizers, epochs=epochs, every=every, seed=seed, device=device,
             threads=threads or None, progress=advance,

@@ -68,7 +68,7 @@ def test_ddp_gloo_rank0_records_and_per_rank_files(tmp_path):
     port = free_port()
     procs = [spawn("ddp", path, rank, 2, port) for rank in range(2)]
     for p in procs:
-        out, err = p.communicate(timeout=120)
+        _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
     assert sorted(x.name for x in tmp_path.iterdir()) == [
         "ddp.h5",
