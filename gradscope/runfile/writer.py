@@ -229,6 +229,23 @@ class RunWriter:
         _append(f[S.WALL_TIME], t0, np.array([r.wall_time for r in rows], dtype=np.float64))
         _append(f[S.LOSS], t0, np.array([r.loss for r in rows], dtype=np.float64))
         _append(f[S.LR], t0, np.stack([np.asarray(r.lr, dtype=np.float64) for r in rows]))
+        _append(f[S.RECORDER_STEP], t0, np.array([r.recorder_step for r in rows], np.int64))
+        nan_l = np.full(n_layers, np.nan)
+        no_step = np.full(n_layers, -1, dtype=np.int64)
+        layer_step = [no_step if r.layer_step is None else r.layer_step for r in rows]
+        _append(f[S.LAYER_STEP], t0, np.stack(layer_step).astype(np.int64))
+        _append(
+            f[S.EPS_DOMINATED],
+            t0,
+            np.stack([nan_l if r.eps_dominated is None else r.eps_dominated for r in rows]),
+        )
+        nan_g = np.full(lay.n_groups, np.nan)
+        for name in lay.hparam_names:
+            _append(
+                f[f"{S.HPARAMS_GROUP}/{name}"],
+                t0,
+                np.stack([np.asarray(r.hparams.get(name, nan_g), np.float64) for r in rows]),
+            )
         for q in lay.quantities:
             _append(f[f"{S.STATS_GROUP}/{q}"], t0, np.stack([r.stats[q] for r in rows]))
         for q in S.COSINE_QUANTITIES:
@@ -360,6 +377,13 @@ def _create_datasets(
     series(S.LOSS, (), np.float64, fillvalue=np.nan)
     series(S.LR, (lay.n_groups,), np.float64, fillvalue=np.nan)
     series(S.HIST_RECORDED, (), np.uint8)
+    series(S.RECORDER_STEP, (), np.int64)
+    series(S.LAYER_STEP, (n_layers,), np.int64, fillvalue=-1)
+    series(S.EPS_DOMINATED, (n_layers,), np.float64, fillvalue=np.nan)
+    hp = f.require_group(S.HPARAMS_GROUP)
+    hp.attrs["names"] = list(lay.hparam_names)
+    for name in lay.hparam_names:
+        series(f"{S.HPARAMS_GROUP}/{name}", (lay.n_groups,), np.float64, fillvalue=np.nan)
     for q in lay.quantities:
         d = series(f"{S.STATS_GROUP}/{q}", (n_layers, len(S.STATS)), np.float64)
         d.attrs["stats"] = list(S.STATS)
@@ -377,7 +401,8 @@ def _create_datasets(
         f.create_dataset(f"{S.HIST_GROUP}/{q}_edges", data=spec.edges())
         if q in S.COSINE_QUANTITIES:
             series(f"{S.COSINE_GROUP}/{q}", (n_layers,), np.float64)
-    summary = [S.WALL_TIME, S.LOSS, S.LR, S.HIST_RECORDED]
+    summary = [S.WALL_TIME, S.LOSS, S.LR, S.HIST_RECORDED, S.RECORDER_STEP, S.LAYER_STEP]
+    summary += [S.EPS_DOMINATED] + [f"{S.HPARAMS_GROUP}/{n}" for n in lay.hparam_names]
     summary += [f"{S.STATS_GROUP}/{q}" for q in lay.quantities]
     summary += [f"{S.HIST_GROUP}/{q}" for q in lay.quantities]
     summary += [f"{S.COSINE_GROUP}/{q}" for q in lay.quantities if q in S.COSINE_QUANTITIES]
