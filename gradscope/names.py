@@ -19,6 +19,8 @@ from pathlib import PurePath
 __all__ = [
     "COSINE_GROUP",
     "COSINE_QUANTITIES",
+    "COUNT_STATS",
+    "EPS_DOMINATED",
     "EXAMPLEWISE_GROUP",
     "EXAMPLEWISE_STATS",
     "EXAMPLEWISE_STEP",
@@ -26,7 +28,9 @@ __all__ = [
     "FULL_STEP",
     "HIST_GROUP",
     "HIST_RECORDED",
+    "HPARAMS_GROUP",
     "LAYERS",
+    "LAYER_STEP",
     "LOSS",
     "LR",
     "MOMENT_STATS",
@@ -35,13 +39,16 @@ __all__ = [
     "QUANTITIES",
     "RANKS_GROUP",
     "RANKS_LOSS",
+    "RECORDER_STEP",
     "SAMPLES_GROUP",
     "SAMPLES_STEP",
     "SAMPLE_INDEX",
     "STATS",
     "STATS_GROUP",
+    "STATS_V1",
     "STEP",
     "WALL_TIME",
+    "ZERO_COUNTED",
     "full_dataset",
     "rank_path",
     "run_stem",
@@ -55,7 +62,13 @@ QUANTITIES: tuple[str, ...] = ("grad", "exp_avg", "exp_avg_sq", "stepsize", "upd
 MOMENT_STATS: tuple[str, ...] = ("mean", "std", "norm", "min", "max", "nonfinite")
 QUANTILE_LEVELS: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
 QUANTILE_STATS: tuple[str, ...] = tuple(f"q{round(q * 100):02d}" for q in QUANTILE_LEVELS)
-STATS: tuple[str, ...] = MOMENT_STATS + QUANTILE_STATS
+#: Counts taken on histogram rows only: ``zeros`` (coordinates exactly 0), counted for the
+#: quantities in :data:`ZERO_COUNTED` (a zero second moment is a dead coordinate).
+COUNT_STATS: tuple[str, ...] = ("zeros",)
+ZERO_COUNTED: tuple[str, ...] = ("exp_avg_sq",)
+STATS: tuple[str, ...] = MOMENT_STATS + QUANTILE_STATS + COUNT_STATS
+#: The statistics of a schema version 1 file.
+STATS_V1: tuple[str, ...] = MOMENT_STATS + QUANTILE_STATS
 
 #: Quantities for which the cosine between successive recorded steps is stored.
 COSINE_QUANTITIES: tuple[str, ...] = ("grad", "update")
@@ -77,6 +90,10 @@ STEP = "step"
 WALL_TIME = "wall_time"
 LOSS = "loss"
 LR = "lr"
+RECORDER_STEP = "recorder_step"
+LAYER_STEP = "layer_step"
+HPARAMS_GROUP = "hparams"
+EPS_DOMINATED = "eps_dominated"
 LAYERS = "layers"
 STATS_GROUP = "stats"
 COSINE_GROUP = "cosine"

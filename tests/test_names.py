@@ -55,3 +55,10 @@ def test_package_all_lists_every_lazy_name():
     assert sorted(gradscope.__all__) == sorted(
         gradscope._SUBMODULES | set(gradscope._LAZY_ATTRS) | {"__version__"}
     )
+
+
+def test_every_name_of_the_schema_is_in_names():
+    # the file format's own identity (format name, versions) stays with the schema
+    own = {"FORMAT", "READABLE_VERSIONS"}
+    vocabulary = {n for n, v in vars(schema).items() if n.isupper() and isinstance(v, (str, tuple))}
+    assert vocabulary - own <= set(names.__all__)
