@@ -45,7 +45,7 @@ def test_ci_runs_readmes_commands_verbatim():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "torch==" not in ci  # no install README does not mention
     assert "mkdocs build --strict" in ci
-    assert "\npyright\n" in ci  # type checking ([tool.pyright] in pyproject.toml)
+    assert "\npyright -p pyproject.toml\n" in ci  # type checking ([tool.pyright] in pyproject.toml)
 
 
 def test_docs_index_gives_the_same_commands():
