@@ -45,6 +45,7 @@ def test_ci_runs_readmes_commands_verbatim():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "torch==" not in ci  # no install README does not mention
     assert "mkdocs build --strict" in ci
+    assert "--strict --quiet" not in ci  # --quiet drops the warnings that --strict counts
     assert "\npyright -p pyproject.toml\n" in ci  # type checking ([tool.pyright] in pyproject.toml)
 
 
