@@ -506,6 +506,7 @@ class Recorder:
         self._small_idx = torch.tensor(self._small_cols, **i64)
         self._small_len = torch.tensor([self._n[c] for c in self._small_cols], **i64)
         self._small_ids = sm.segment_ids(self._small_len)
+        self._small_ids32 = self._small_ids.to(torch.int32)
         # per layer: its parameter (for state["step"]) and its group's eps threshold
         self._layer_params = [self._params[i] for i in order]
         self._eps_threshold = [
@@ -744,7 +745,8 @@ class Recorder:
         if self._big_cols:
             big = [one(values[c], self._n[c]) for c in self._big_cols]
             table.index_copy_(0, self._big_idx, torch.stack(big))
-        table.index_copy_(0, self._small_idx, self._hist.segmented(flat, self._small_len, spec))
+        small = self._hist.segmented(flat, self._small_len, spec, self._small_ids32)
+        table.index_copy_(0, self._small_idx, small)
         return table
 
     def _dots(self, q: str, values: list[Any], flat: torch.Tensor | None) -> torch.Tensor:
