@@ -124,6 +124,7 @@ def render_info(info: RunInfo, *, as_json: bool = False) -> None:
         ("subsampled", ", ".join(info.sample_quantities) or "none"),
         ("subsample rows", info.n_sample_rows),
         ("full dumps", info.n_full_dumps),
+        *((f"no {q}", why) for q, why in getattr(info, "unavailable", {}).items()),
     ):
         table.add_row(k, str(v))
     console.print(table, markup=False)

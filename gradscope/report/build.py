@@ -215,7 +215,7 @@ def _analyze(
     have = set(run.quantities)
     for key, (q, _) in wanted.items():
         if q not in have:
-            skipped[key] = f"the run recorded no {q!r} statistics"
+            skipped[key] = run.unavailable.get(q, f"the run recorded no {q!r} statistics")
     cos_have = {}
     for q in ("grad", "update"):
         try:
