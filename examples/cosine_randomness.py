@@ -47,17 +47,17 @@ with RunFile(path) as run:
 pvalues = theory.cosine_pvalue(cos, n[None, :])
 rejected = theory.fdr_control(pvalues, axis=1) < args.alpha
 fraction = rejected.mean(axis=0)
-sqrt_log_rule = np.abs(cos) > theory.seed_threshold(n)[None, :]
+sqrt_log_rule = np.abs(cos) > theory.sqrt_log_threshold(n)[None, :]
 
 print(f"{'layer (input -> output)':24s} {'n':>6s} {'mean cos':>9s} {'non-random':>11s} "
       f"{'sqrt-log':>10s} {'its FPR':>9s} {'claimed':>8s}")  # fmt: skip
 for j, name in enumerate(layers):
     print(f"{name:24s} {n[j]:6d} {cos[:, j].mean():9.4f} {fraction[j]:10.0%} "
-          f"{sqrt_log_rule[:, j].mean():10.0%} {theory.seed_threshold_fpr(n[j]):9.4f} "
+          f"{sqrt_log_rule[:, j].mean():10.0%} {theory.sqrt_log_threshold_fpr(n[j]):9.4f} "
           f"{1 / n[j]:8.4f}")  # fmt: skip
 weights, biases = fraction[0::2], fraction[1::2]
 print(f"non-random fraction, weights by depth: {np.round(weights, 2).tolist()}")
 print(f"non-random fraction, biases by depth:  {np.round(biases, 2).tolist()}")
-understated = all(theory.seed_threshold_fpr(k) > 1 / k for k in n)
+understated = all(theory.sqrt_log_threshold_fpr(k) > 1 / k for k in n)
 print("the sqrt(log n / n) threshold's real false-positive rate exceeds its claim 1/n in "
       f"every layer: {'holds' if understated else 'does NOT hold'}")  # fmt: skip

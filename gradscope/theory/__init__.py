@@ -17,8 +17,8 @@ from gradscope.theory.cosine import (
     effective_dimension,
     estimate_effective_dimension,
     fdr_control,
-    seed_threshold,
-    seed_threshold_fpr,
+    sqrt_log_threshold,
+    sqrt_log_threshold_fpr,
     valid_threshold,
 )
 from gradscope.theory.distributions import (
@@ -145,10 +145,10 @@ __all__ = [
     "quadform_pdf",
     "quadform_update_gen",
     "scenario",
-    "seed_threshold",
-    "seed_threshold_fpr",
     "simulate_adam",
     "simulate_scenario",
+    "sqrt_log_threshold",
+    "sqrt_log_threshold_fpr",
     "student_t_model",
     "student_t_variance",
     "t_eff",

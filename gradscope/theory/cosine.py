@@ -7,7 +7,7 @@ derives its exact null and shows that the abstract's bound is false.
 Under the null "independent, at least one isotropic", ``c = cos(x, y)`` in ``R^n`` has the law
 ``C_n`` of :data:`gradscope.theory.cosine_null`, and ``T = c sqrt((n-1)/(1-c^2))`` is exactly
 Student t with ``n-1`` degrees of freedom. The abstract's threshold ``sqrt(log n / n)`` does not
-control the false-positive rate at ``1/n``; :func:`seed_threshold_fpr` gives its true rate.
+control the false-positive rate at ``1/n``; :func:`sqrt_log_threshold_fpr` gives its true rate.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ __all__ = [
     "effective_dimension",
     "estimate_effective_dimension",
     "fdr_control",
-    "seed_threshold",
-    "seed_threshold_fpr",
+    "sqrt_log_threshold",
+    "sqrt_log_threshold_fpr",
     "valid_threshold",
 ]
 
@@ -123,10 +123,10 @@ def cosine_critical_value(
     return big_t / np.sqrt(big_t * big_t + n - 1)
 
 
-def seed_threshold(n: npt.ArrayLike, eps: npt.ArrayLike | None = None) -> FloatArray:
+def sqrt_log_threshold(n: npt.ArrayLike, eps: npt.ArrayLike | None = None) -> FloatArray:
     """The student abstract's threshold ``sqrt(-log(eps)/n)``; ``eps = 1/n``: ``sqrt(log n/n)``.
 
-    It does NOT bound the false-positive rate by ``eps``: see :func:`seed_threshold_fpr`.
+    It does NOT bound the false-positive rate by ``eps``: see :func:`sqrt_log_threshold_fpr`.
     """
     n = np.asarray(n, dtype=float)
     e = 1.0 / n if eps is None else np.asarray(eps, dtype=float)
@@ -140,7 +140,7 @@ def valid_threshold(n: npt.ArrayLike, eps: npt.ArrayLike | None = None) -> Float
     return np.sqrt(2 * np.log(2 / e) / n)
 
 
-def seed_threshold_fpr(
+def sqrt_log_threshold_fpr(
     n: npt.ArrayLike,
     eps: npt.ArrayLike | None = None,
     *,
@@ -153,7 +153,7 @@ def seed_threshold_fpr(
     ``sqrt(eps)``, not ``eps``. The one-sided rule has half the rate.
     """
     n = np.asarray(n, dtype=float)
-    tau = seed_threshold(n, eps) if threshold is None else np.asarray(threshold, dtype=float)
+    tau = sqrt_log_threshold(n, eps) if threshold is None else np.asarray(threshold, dtype=float)
     p = exact.cosine_abs_sf(tau, n)
     return p if two_sided else p / 2
 

@@ -9,23 +9,23 @@ from scipy import stats
 import gradscope.theory as th
 
 
-def test_seed_threshold_fpr_table():
+def test_sqrt_log_threshold_fpr_table():
     n = np.array([10, 100, 1000, 1e4, 1e6, 1e8])
     np.testing.assert_allclose(
-        th.seed_threshold(n), [0.4799, 0.2146, 0.0831, 0.0304, 0.00372, 0.00043], atol=6e-5
+        th.sqrt_log_threshold(n), [0.4799, 0.2146, 0.0831, 0.0304, 0.00372, 0.00043], atol=6e-5
     )
-    fpr = th.seed_threshold_fpr(n)
+    fpr = th.sqrt_log_threshold_fpr(n)
     np.testing.assert_allclose(fpr[:3], [0.1353, 0.03116, 0.00852], rtol=6e-4)
     np.testing.assert_allclose(fpr[3:], [2.40e-3, 2.02e-4, 1.77e-5], rtol=5e-3)
     assert np.all(fpr > 1 / n)
-    np.testing.assert_allclose(th.seed_threshold_fpr(n, two_sided=False), fpr / 2)
+    np.testing.assert_allclose(th.sqrt_log_threshold_fpr(n, two_sided=False), fpr / 2)
     # the asymptotic 2 Phi_bar(sqrt(log 1/eps)) within 0.2% at n = 1e4
     assert fpr[3] == pytest.approx(2 * stats.norm.sf(np.sqrt(np.log(1e4))), rel=2e-3)
 
 
 def test_valid_threshold_and_critical_value():
     n = np.array([10, 1000, 1e6])
-    fpr = th.seed_threshold_fpr(n, threshold=th.valid_threshold(n))
+    fpr = th.sqrt_log_threshold_fpr(n, threshold=th.valid_threshold(n))
     np.testing.assert_allclose(fpr, [5.2e-3, 9.2e-5, 7.2e-8], rtol=0.01)
     assert np.all(fpr < 1 / n)
     np.testing.assert_allclose(
