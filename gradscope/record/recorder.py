@@ -15,8 +15,9 @@ sequence: ``Recorder(model, [muon, adamw], path)``. A row is complete when each 
 stepped once; its ``/step`` is the first optimizer's own t.
 
 What the optimizer did is read through :mod:`gradscope.optim.introspect`: the recorder
-never re-derives optimizer math. Reductions run on the parameters' device and are
-copied to the host once per recorded step; a writer thread appends them to the run file.
+never re-derives optimizer math (docs/design.md, rule 4). Reductions run on the parameters'
+device and are copied to the host once per recorded step; a writer thread appends them to
+the run file.
 """
 
 from __future__ import annotations
@@ -123,9 +124,9 @@ class Recorder:
         path: str | os.PathLike[str],
         every: int | sched.Schedule = 1,
         *,
-        hist_every: int | sched.Schedule | None | str = "same",
+        hist_every: int | sched.Schedule | str | None = "same",
         sample: int = 4096,
-        sample_every: int | sched.Schedule | None | str = "same",
+        sample_every: int | sched.Schedule | str | None = "same",
         full_every: int | sched.Schedule | None = None,
         examplewise_every: int | sched.Schedule | None = None,
         quantities: Iterable[str] | None = None,
@@ -795,7 +796,7 @@ class Recorder:
             by_col[c] = ps
         device = self._params[0].device
         values = {q: [self._value(ps, q) for ps in by_col] for q in self.quantities}
-        for q in ("stepsize",) + S.ZERO_COUNTED:
+        for q in ("stepsize", *S.ZERO_COUNTED):
             values.setdefault(q, [None] * len(by_col))
         # coordinates per layer value: the layer size for core quantities (a 0-d value
         # stands for every coordinate), the state tensor's own size otherwise

@@ -4,8 +4,9 @@
 datasets later), then takes rows from a bounded queue on its own thread. Rows are buffered
 into blocks of ``block`` steps and written with one call per dataset; after every block (and
 at least every ``flush_seconds`` while rows wait) the file is flushed, so a process killed
-with SIGKILL leaves a file that opens and holds every flushed step (ecosystem.md §3.3). Within
-a block ``/step`` is written last: its length is the number of complete rows.
+with SIGKILL leaves a file that opens and holds every flushed step (measured:
+docs/run-format.md, "Crash safety"). Within a block ``/step`` is written last: its length is
+the number of complete rows.
 
 Errors on the writer thread (disk full, a vanished directory) are kept and re-raised as
 :class:`~gradscope.errors.RunFileError` by the next call on the training side; the writer
