@@ -298,7 +298,7 @@ def _make_fused(plan: Plan, baked: tuple, names: tuple[str, ...]) -> Callable[..
     """
     constants = dict(baked)
 
-    def fused_step(xs, gs, ms, vs, vmaxs, sqs, scal):  # noqa: ANN001, ANN202 - traced
+    def fused_step(xs, gs, ms, vs, vmaxs, sqs, scal):
         hp = dict(constants)
         for i, name in enumerate(names):
             hp[name] = scal[i]
