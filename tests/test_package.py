@@ -37,8 +37,9 @@ def test_cli_version_does_not_import_torch_or_matplotlib():
 
 
 def test_registry_names_every_optimizer_once():
-    assert len(O.OPTIMIZERS) == 17
+    assert len(O.OPTIMIZERS) == 18  # 17 + Adam+
     assert O.OPTIMIZERS["aida"] is O.Aida
+    assert O.OPTIMIZERS["adamplus"] is O.AdamPlus
     assert all(issubclass(c, torch.optim.Optimizer) for c in O.OPTIMIZERS.values())
 
 
