@@ -13,15 +13,34 @@ from rich.text import Text
 console = Console()
 
 
+def clean(value: object) -> str:
+    """``value`` as text safe for a terminal: control characters (ESC, OSC, BEL, CR, line
+    breaks) from names and metadata become spaces, so a file cannot drive the terminal."""
+    return "".join(c if c.isprintable() else " " for c in str(value))
+
+
+def _t(value: object, style: str = "") -> Text:
+    """Plain (never markup) terminal text of ``value``, control characters removed."""
+    return Text(clean(value), style=style)
+
+
 @contextlib.contextmanager
 def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
-    """A progress bar keyed by task name; yields ``advance(name, done, total)``."""
+    """A progress bar keyed by task name; yields ``advance(name, done, total)``.
+
+    Only on a terminal: piped or captured stderr gets no bar (and no stray blank lines
+    around an error message).
+    """
+    err = Console(stderr=True)
+    if not err.is_terminal:
+        yield lambda name, done, total: None
+        return
     with Progress(
         TextColumn("{task.description:>14}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total} steps"),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
+        console=err,
         transient=True,
     ) as bar:
         tasks: dict[str, int] = {}
@@ -49,7 +68,7 @@ def render_comparison(rows: Sequence) -> None:
         table.add_column(col, justify="right" if col != "optimizer" else "left")
     for r in rows:
         table.add_row(
-            r.name,
+            _t(r.name),
             str(r.steps),
             f"{r.final_train_loss:.4f}",
             f"{100 * r.test_accuracy:.1f}%",
@@ -76,7 +95,7 @@ def render_info(info, *, as_json: bool = False) -> None:  # noqa: ANN001 - repor
     if as_json:
         console.print_json(json.dumps(dataclasses.asdict(info), default=str))
         return
-    table = Table(title=f"run file {info.path}", show_header=False)
+    table = Table(title=_t(f"run file {info.path}"), show_header=False)
     for k, v in (
         ("schema version", info.format_version),
         ("optimizer", info.optimizer),
@@ -88,31 +107,31 @@ def render_info(info, *, as_json: bool = False) -> None:  # noqa: ANN001 - repor
         ("subsample rows", info.n_sample_rows),
         ("full dumps", info.n_full_dumps),
     ):
-        table.add_row(k, str(v))
+        table.add_row(k, _t(v))
     console.print(table, markup=False)
     layers = Table(title="layers (input -> output)")
     layers.add_column("#", justify="right")
     layers.add_column("name")
     layers.add_column("n", justify="right")
     for i, (name, n) in enumerate(zip(info.layers, info.sizes)):
-        layers.add_row(str(i), Text(name), str(n))
+        layers.add_row(str(i), _t(name), str(n))
     console.print(layers)
     meta = {k: v for k, v in info.metadata.items() if k not in ("model",)}
     if meta:
-        console.print(Text("metadata: " + json.dumps(meta, default=str)[:2000]))
+        console.print(_t("metadata: " + json.dumps(meta, default=str)[:2000]))
 
 
 def render_report_summary(report) -> None:  # noqa: ANN001 - report.build.Report
     """Concise summary of an analysis: headline numbers, skipped analyses, where files are."""
     table = Table(title="gradscope analyze", show_header=False)
     for k, v in report.headline.items():
-        table.add_row(Text(str(k)), Text(_fmt(v)))
+        table.add_row(_t(k), _t(_fmt(v)))
     console.print(table)
     for k, v in report.analysis.skipped.items():
-        console.print(Text(f"skipped {k}: {v}", style="yellow"))
+        console.print(_t(f"skipped {k}: {v}", style="yellow"))
     for n in report.analysis.notes:
-        console.print(Text(f"note: {n}", style="yellow"))
-    console.print(Text(f"report: {report.html}  ({len(report.files)} files in {report.out})"))
+        console.print(_t(f"note: {n}", style="yellow"))
+    console.print(_t(f"report: {report.html}  ({len(report.files)} files in {report.out})"))
 
 
 def render_comparison_table(result) -> None:  # noqa: ANN001 - report.compare.Comparison
@@ -120,14 +139,14 @@ def render_comparison_table(result) -> None:  # noqa: ANN001 - report.compare.Co
     table = Table(title="gradscope compare")
     table.add_column("")
     for label in result.labels:
-        table.add_column(Text(label), justify="right")
+        table.add_column(_t(label), justify="right")
     for row in result.table[1:]:
-        table.add_row(*(Text(_fmt(c)) for c in row))
+        table.add_row(*(_t(_fmt(c)) for c in row))
     console.print(table)
-    console.print(Text(f"report: {result.html}"))
+    console.print(_t(f"report: {result.html}"))
 
 
 def render_files(files) -> None:  # noqa: ANN001 - sequence of paths
     """List written files."""
     for f in files:
-        console.print(Text(f"wrote {f}"))
+        console.print(_t(f"wrote {f}"))

@@ -27,8 +27,19 @@ def write_series(record: Any, path: Path) -> list[Path]:
             extra = [_cell(getattr(record, f)[r]) for f in shared]
             for i, layer in enumerate(record.layers):
                 vals = [_cell(getattr(record, f)[r, i]) for f in per_layer]
-                w.writerow([int(step), layer, *vals, *extra])
+                w.writerow([int(step), text_cell(layer), *vals, *extra])
     return [path]
+
+
+#: First characters that make a spreadsheet read a cell as a formula (OWASP, "CSV
+#: Injection"): such text cells get a leading apostrophe, which spreadsheets show as text.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def text_cell(name: Any) -> str:
+    """A text cell (a layer name) safe for spreadsheets: ``'`` before a formula start."""
+    s = str(name)
+    return f"'{s}" if s.startswith(_FORMULA_START) else s
 
 
 def _cell(x: Any) -> str:
@@ -78,7 +89,7 @@ def write_epsilon(e: EpsilonCheck, path: Path) -> Path:
         w = csv.writer(fh)
         w.writerow(["layer", "median_grad_rms", "threshold", "eps_dominates"])
         for n, r, f in zip(e.layers, e.median_rms, e.flagged):
-            w.writerow([n, repr(float(r)), e.threshold, bool(f)])
+            w.writerow([text_cell(n), repr(float(r)), e.threshold, bool(f)])
     return path
 
 

@@ -4,24 +4,38 @@
 datasets later), then takes rows from a bounded queue on its own thread. Rows are buffered
 into blocks of ``block`` steps and written with one call per dataset; after every block (and
 at least every ``flush_seconds`` while rows wait) the file is flushed, so a process killed
-with SIGKILL leaves a file that opens and holds every flushed step (ecosystem.md §3.3). Within
-a block ``/step`` is written last: its length is the number of complete rows.
+with SIGKILL leaves a file that opens and holds every flushed step.
 
-Errors on the writer thread (disk full, a vanished directory) are kept and re-raised as
-:class:`~gradscope.errors.RunFileError` by the next call on the training side; the writer
-then drops further rows and leaves the file as it was at the last successful flush.
+Guarantees (docs/run-format.md, "Guarantees"):
+
+* **Data before counts.** Every group's rows are published by its step dataset (``/step``,
+  ``/samples/step``, ``/full/step``, ``/examplewise/step``): a block's data is written and
+  flushed first, then the step dataset grows and is flushed. A reader cuts every dataset to
+  its step length, so a crash or a failed write never exposes a row whose data is missing.
+* **Failed writes are seen.** The writer keeps one handle per dataset for the file's life,
+  so HDF5 writes its chunk caches at each flush, where a full disk (ENOSPC) or an I/O error
+  raises; the error is kept and re-raised as :class:`~gradscope.errors.RunFileError` by the
+  next call on the training side, and the file keeps the rows published before it.
+* **Atomic creation.** The file is created under a temporary name in the same folder, all
+  datasets are made and flushed, then it is renamed onto the path: a failed or killed
+  creation leaves the old file (or none) and at most a ``.<name>.<pid>.gradscope-tmp`` file.
+* **One writer per path.** The writer holds a POSIX record lock on its file; before
+  replacing a path (``overwrite=True``) it refuses one that another writer holds (that lock,
+  or HDF5's own file lock) or that this process is writing.
 """
 
 from __future__ import annotations
 
 import atexit
 import datetime as _dt
+import errno
 import os
 import platform
 import queue
 import threading
 import time
 import weakref
+import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +46,61 @@ import numpy as np
 from gradscope.errors import RunFileError
 from gradscope.runfile import schema as S
 
+try:  # POSIX; on Windows the lock checks are skipped
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
 _CLOSE = object()
+#: Resolved paths this process is writing (POSIX locks do not conflict within a process).
+_OPEN_PATHS: set[str] = set()
+_OPEN_LOCK = threading.Lock()
+
+
+def _in_use_by_other_writer(path: Path) -> bool:
+    """Whether another writer holds ``path``: this process, gradscope's record lock in
+    another process, or HDF5's own exclusive file lock (a writer without SWMR)."""
+    with _OPEN_LOCK:
+        if str(path.resolve()) in _OPEN_PATHS:
+            return True
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        for lock in (fcntl.lockf, fcntl.flock):
+            try:
+                lock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno in (errno.EACCES, errno.EAGAIN):
+                    return True
+                raise
+        return False
+    finally:
+        os.close(fd)  # also releases the shared locks just taken
+
+
+def check_replaceable(path: str | os.PathLike[str], overwrite: bool) -> None:
+    """Refuse a path that exists (unless ``overwrite``) or that another writer holds.
+
+    Raises:
+        RunFileError: the path exists and ``overwrite`` is false, or a process (this one
+            or another) is writing it.
+    """
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return
+    if not overwrite:
+        raise RunFileError(f"{path} exists; pass overwrite=True to replace it")
+    if path.is_dir():
+        raise RunFileError(f"{path} is a directory, not a run file")
+    if _in_use_by_other_writer(path):
+        raise RunFileError(
+            f"{path} is being written by another process (or another Recorder in this "
+            "one); refusing to replace it. Record to another path, or stop that run first"
+        )
 
 
 class RunWriter:
@@ -79,20 +147,39 @@ class RunWriter:
         self.layout = layout
         self.block = block
         self.flush_seconds = flush_seconds
-        if self.path.exists() and not overwrite:
-            raise RunFileError(f"{self.path} exists; pass overwrite=True to replace it")
+        if not self.path.parent.is_dir():
+            raise RunFileError(
+                f"cannot create run file {self.path}: folder {self.path.parent} does not exist"
+            )
+        check_replaceable(self.path, overwrite)
         self._error: BaseException | None = None
         self._closed = False
         self._file: h5py.File | None = None
+        self._ds: dict[str, h5py.Dataset] = {}
+        self._lock_fd: int | None = None
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.gradscope-tmp")
         try:
-            self._file = h5py.File(self.path, "w", libver=("v110", "v110") if live else None)
+            self._file = h5py.File(tmp, "w", libver=("v110", "v110") if live else None)
             _create_datasets(self._file, layout, dict(metadata or {}), block, compression, live)
+            self._file.flush()
+            self._ds = _handles(self._file)
+            self._lock(tmp)
+            check_replaceable(self.path, overwrite)  # again: someone may have started since
+            with _OPEN_LOCK:
+                os.replace(tmp, self.path)
+                _OPEN_PATHS.add(str(self.path.resolve()))
             if live:
                 self._file.swmr_mode = True
-            self._file.flush()
-        except (OSError, ValueError, TypeError) as exc:
+                self._file.flush()
+        except BaseException as exc:
             self._close_file()
-            raise RunFileError(f"cannot create run file {self.path}: {exc}") from exc
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            if isinstance(exc, RunFileError):
+                raise
+            if isinstance(exc, (OSError, ValueError, TypeError)):
+                raise RunFileError(f"cannot create run file {self.path}: {_why(exc)}") from exc
+            raise
         self._n = {"summary": 0, "samples": 0, "full": 0, "examplewise": 0}
         self._buf: dict[str, list[Any]] = {"summary": [], "samples": [], "examplewise": []}
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
@@ -149,7 +236,8 @@ class RunWriter:
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise RunFileError(
-                f"writing {self.path} failed: {type(self._error).__name__}: {self._error}"
+                f"writing {self.path} failed ({_why(self._error)}); the file keeps the rows "
+                "written before"
             ) from self._error
 
     # ------------------------------------------------------------------ writer thread
@@ -220,65 +308,112 @@ class RunWriter:
         else:
             self._write_examplewise_block(rows)
 
+    def _publish(self, step_path: str, t0: int, steps: np.ndarray) -> None:
+        """Make the rows ``t0..`` visible: flush their data, then grow the step dataset."""
+        self._file.flush()
+        _append(self._ds[step_path], t0, steps)
+
     def _write_summary_block(self, rows: list[S.SummaryRow]) -> None:
-        f, lay = self._file, self.layout
+        d, lay = self._ds, self.layout
         t0 = self._n["summary"]
         t1 = t0 + len(rows)
         n_layers = len(lay.layers)
-        _append(f[S.WALL_TIME], t0, np.array([r.wall_time for r in rows], dtype=np.float64))
-        _append(f[S.LOSS], t0, np.array([r.loss for r in rows], dtype=np.float64))
-        _append(f[S.LR], t0, np.stack([np.asarray(r.lr, dtype=np.float64) for r in rows]))
+        _append(d[S.WALL_TIME], t0, np.array([r.wall_time for r in rows], dtype=np.float64))
+        _append(d[S.LOSS], t0, np.array([r.loss for r in rows], dtype=np.float64))
+        _append(d[S.LR], t0, np.stack([np.asarray(r.lr, dtype=np.float64) for r in rows]))
         for q in lay.quantities:
-            _append(f[f"{S.STATS_GROUP}/{q}"], t0, np.stack([r.stats[q] for r in rows]))
+            _append(d[f"{S.STATS_GROUP}/{q}"], t0, np.stack([r.stats[q] for r in rows]))
         for q in S.COSINE_QUANTITIES:
             if q in lay.quantities:
-                _append(f[f"{S.COSINE_GROUP}/{q}"], t0, np.stack([r.cosine[q] for r in rows]))
+                _append(d[f"{S.COSINE_GROUP}/{q}"], t0, np.stack([r.cosine[q] for r in rows]))
         recorded = np.array([r.hist is not None for r in rows], dtype=np.uint8)
-        _append(f[S.HIST_RECORDED], t0, recorded)
+        _append(d[S.HIST_RECORDED], t0, recorded)
         for q in lay.quantities:
             spec = lay.hist_specs[q]
             block = np.zeros((len(rows), n_layers, spec.n_bins), dtype=np.int64)
             for i, r in enumerate(rows):
                 if r.hist is not None:
                     block[i] = r.hist[q]
-            _append(f[f"{S.HIST_GROUP}/{q}"], t0, block)
-        _append(f[S.STEP], t0, np.array([r.step for r in rows], dtype=np.int64))  # last
+            _append(d[f"{S.HIST_GROUP}/{q}"], t0, block)
+        self._publish(S.STEP, t0, np.array([r.step for r in rows], dtype=np.int64))
         self._n["summary"] = t1
 
     def _write_samples_block(self, rows: list[tuple[int, dict[str, np.ndarray]]]) -> None:
-        f = self._file
+        d = self._ds
         t0 = self._n["samples"]
         for q in self.layout.sample_quantities:
-            _append(f[f"{S.SAMPLES_GROUP}/{q}"], t0, np.stack([v[q] for _, v in rows]))
-        _append(f[S.SAMPLES_STEP], t0, np.array([s for s, _ in rows], dtype=np.int64))
+            name = f"{S.SAMPLES_GROUP}/{q}"
+            if name in d:
+                _append(d[name], t0, np.stack([v[q] for _, v in rows]))
+        self._publish(S.SAMPLES_STEP, t0, np.array([s for s, _ in rows], dtype=np.int64))
         self._n["samples"] = t0 + len(rows)
 
     def _write_examplewise_block(self, rows: list[tuple[int, int, float, np.ndarray]]) -> None:
-        f = self._file
+        d = self._ds
         t0 = self._n["examplewise"]
         g = S.EXAMPLEWISE_GROUP
-        _append(f[f"{g}/batch_size"], t0, np.array([r[1] for r in rows], dtype=np.int64))
-        _append(f[f"{g}/loss"], t0, np.array([r[2] for r in rows], dtype=np.float64))
-        _append(f[f"{g}/stats"], t0, np.stack([r[3] for r in rows]).astype(np.float64))
-        _append(f[S.EXAMPLEWISE_STEP], t0, np.array([r[0] for r in rows], dtype=np.int64))
+        _append(d[f"{g}/batch_size"], t0, np.array([r[1] for r in rows], dtype=np.int64))
+        _append(d[f"{g}/loss"], t0, np.array([r[2] for r in rows], dtype=np.float64))
+        _append(d[f"{g}/stats"], t0, np.stack([r[3] for r in rows]).astype(np.float64))
+        self._publish(S.EXAMPLEWISE_STEP, t0, np.array([r[0] for r in rows], dtype=np.int64))
         self._n["examplewise"] = t0 + len(rows)
 
     def _write_full(self, step: int, values: dict[str, Sequence[np.ndarray]]) -> None:
-        f = self._file
+        d = self._ds
         t0 = self._n["full"]
         for q in self.layout.full_quantities:
             for i, arr in enumerate(values[q]):
-                _append(f[_full_path(q, i)], t0, np.asarray(arr).reshape(1, -1))
-        _append(f[S.FULL_STEP], t0, np.array([step], dtype=np.int64))
+                _append(d[_full_path(q, i)], t0, np.asarray(arr).reshape(1, -1))
+        self._publish(S.FULL_STEP, t0, np.array([step], dtype=np.int64))
         self._n["full"] = t0 + 1
 
+    def _lock(self, path: Path) -> None:
+        """Hold a POSIX record lock on the file while writing it (see check_replaceable)."""
+        if fcntl is None:
+            return
+        self._lock_fd = os.open(path, os.O_RDWR)
+        fcntl.lockf(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
     def _close_file(self) -> None:
+        """Close the dataset handles and the file (flushing it), then drop the lock."""
+        self._ds = {}
         if self._file is not None:
+            f, self._file = self._file, None
             try:
-                self._file.close()
-            except Exception:  # noqa: BLE001 - closing after a failure is best effort
-                pass
-            self._file = None
+                f.close()
+            except Exception as exc:  # noqa: BLE001 - kept: the close's flush failed
+                if self._error is None:
+                    self._error = exc
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
+            self._lock_fd = None
+        with _OPEN_LOCK:
+            _OPEN_PATHS.discard(str(self.path.resolve()))
+
+
+def _why(exc: BaseException) -> str:
+    """An OS error in words (``No space left on device``), else the exception's text."""
+    for e in (exc, exc.__cause__, exc.__context__):
+        if isinstance(e, OSError) and e.errno is not None:
+            return os.strerror(e.errno)
+    text = str(exc)
+    for code in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EROFS, errno.EACCES):
+        if os.strerror(code).lower() in text.lower() or f"errno = {code}," in text:
+            return os.strerror(code)
+    return text
+
+
+def _handles(f: h5py.File) -> dict[str, h5py.Dataset]:
+    """One open handle per dataset, kept for the file's life (see the module docstring)."""
+    out: dict[str, h5py.Dataset] = {}
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset):
+            out[name] = obj
+
+    f.visititems(visit)
+    return out
 
 
 def _full_path(quantity: str, layer: int) -> str:
