@@ -32,8 +32,10 @@ import errno
 import os
 import platform
 import queue
+import sys
 import threading
 import time
+import traceback
 import weakref
 import contextlib
 from collections.abc import Mapping, Sequence
@@ -52,6 +54,8 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 _CLOSE = object()
+#: Free bytes kept beyond a block's data for HDF5's metadata (see _ensure_space).
+_SPACE_MARGIN = 128 << 10
 #: Resolved paths this process is writing (POSIX locks do not conflict within a process).
 _OPEN_PATHS: set[str] = set()
 _OPEN_LOCK = threading.Lock()
@@ -158,6 +162,15 @@ class RunWriter:
         self._ds: dict[str, h5py.Dataset] = {}
         self._lock_fd: int | None = None
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.gradscope-tmp")
+        if hasattr(os, "statvfs"):
+            st = os.statvfs(self.path.parent)
+            free = st.f_bavail * st.f_frsize
+            need = len(S.to_json(dict(metadata or {}))) + 2 * _SPACE_MARGIN
+            if free < need:
+                raise RunFileError(
+                    f"cannot create run file {self.path}: {os.strerror(errno.ENOSPC)} "
+                    f"({free >> 10} KiB free)"
+                )
         try:
             self._file = h5py.File(tmp, "w", libver=("v110", "v110") if live else None)
             _create_datasets(self._file, layout, dict(metadata or {}), block, compression, live)
@@ -181,6 +194,10 @@ class RunWriter:
                 raise RunFileError(f"cannot create run file {self.path}: {_why(exc)}") from exc
             raise
         self._n = {"summary": 0, "samples": 0, "full": 0, "examplewise": 0}
+        # rows handed to the writer but not yet published, per kind: the training side
+        # waits while a kind has a whole block outstanding, so a kill loses <= block rows
+        self._unpublished = {"summary": 0, "samples": 0, "examplewise": 0}
+        self._published = threading.Condition()
         self._buf: dict[str, list[Any]] = {"summary": [], "samples": [], "examplewise": []}
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._run, name="gradscope-writer", daemon=True)
@@ -194,12 +211,13 @@ class RunWriter:
         return self._error
 
     def write_summary(self, row: S.SummaryRow) -> None:
-        """Queue one summary row (blocks while the queue is full)."""
-        self._put(("summary", row))
+        """Queue one summary row (blocks while the queue is full, or while a whole block of
+        earlier rows is not on disk yet)."""
+        self._put_row("summary", row)
 
     def write_samples(self, step: int, values: Mapping[str, np.ndarray]) -> None:
         """Queue one row of subsampled coordinates: per quantity a ``(C,)`` array."""
-        self._put(("samples", (int(step), dict(values))))
+        self._put_row("samples", (int(step), dict(values)))
 
     def write_full(self, step: int, values: Mapping[str, Sequence[np.ndarray]]) -> None:
         """Queue one full dump: per quantity one array per layer."""
@@ -207,7 +225,9 @@ class RunWriter:
 
     def write_examplewise(self, step: int, batch_size: int, loss: float, stats: np.ndarray) -> None:
         """Queue one row of per-example statistics: ``(L + 1, len(EXAMPLEWISE_STATS))``."""
-        self._put(("examplewise", (int(step), int(batch_size), float(loss), np.asarray(stats))))
+        self._put_row(
+            "examplewise", (int(step), int(batch_size), float(loss), np.asarray(stats))
+        )
 
     def flush(self, timeout: float | None = None) -> None:
         """Write and flush everything queued so far; returns when it is on disk."""
@@ -226,6 +246,15 @@ class RunWriter:
         self._thread.join()
         atexit.unregister(self._atexit)
         self._raise_if_failed()
+
+    def _put_row(self, kind: str, payload: Any) -> None:
+        with self._published:
+            while self._unpublished[kind] >= self.block and self._error is None:
+                if not self._thread.is_alive():
+                    break
+                self._published.wait(0.5)
+            self._unpublished[kind] += 1
+        self._put((kind, payload))
 
     def _put(self, item: Any) -> None:
         self._raise_if_failed()
@@ -277,16 +306,19 @@ class RunWriter:
                     self._buf[kind].append(payload)
                     dirty = True
                     if len(self._buf[kind]) >= self.block:
-                        self._write_block(kind)
-                        self._file.flush()
+                        self._write_block(kind)  # data, flush, step, flush
                         last_flush = time.monotonic()
                         dirty = any(self._buf.values())
                 if dirty and time.monotonic() - last_flush >= self.flush_seconds:
                     self._write_pending()
-                    self._file.flush()
                     last_flush, dirty = time.monotonic(), False
             except BaseException as exc:  # noqa: BLE001 - kept and re-raised on the caller side
-                self._error = exc
+                # the kept exception's frames hold dataset handles: free them now, while
+                # HDF5 is alive (freed at interpreter exit they crashed the process)
+                traceback.clear_frames(exc.__traceback__)
+                with self._published:
+                    self._error = exc
+                    self._published.notify_all()
                 self._close_file()
                 if isinstance(item, tuple) and item[0] == "flush":
                     item[1].set()
@@ -301,12 +333,17 @@ class RunWriter:
     def _write_block(self, kind: str) -> None:
         rows = self._buf[kind]
         self._buf[kind] = []
+        self._ensure_space(kind, len(rows))
         if kind == "summary":
             self._write_summary_block(rows)
         elif kind == "samples":
             self._write_samples_block(rows)
         else:
             self._write_examplewise_block(rows)
+        self._file.flush()
+        with self._published:
+            self._unpublished[kind] -= len(rows)
+            self._published.notify_all()
 
     def _publish(self, step_path: str, t0: int, steps: np.ndarray) -> None:
         """Make the rows ``t0..`` visible: flush their data, then grow the step dataset."""
@@ -359,6 +396,7 @@ class RunWriter:
         self._n["examplewise"] = t0 + len(rows)
 
     def _write_full(self, step: int, values: dict[str, Sequence[np.ndarray]]) -> None:
+        self._ensure_space("full", 1)
         d = self._ds
         t0 = self._n["full"]
         for q in self.layout.full_quantities:
@@ -366,6 +404,37 @@ class RunWriter:
                 _append(d[_full_path(q, i)], t0, np.asarray(arr).reshape(1, -1))
         self._publish(S.FULL_STEP, t0, np.array([step], dtype=np.int64))
         self._n["full"] = t0 + 1
+
+    def _ensure_space(self, kind: str, n_rows: int) -> None:
+        """Stop (ENOSPC) before a block that may not fit on the disk.
+
+        HDF5 cannot close a file whose flush failed: its handles then fail on release and
+        the library crashed at interpreter exit. Checking the free space first (the block's
+        uncompressed size plus a margin) stops while the file can still close cleanly.
+        """
+        if not hasattr(os, "statvfs"):
+            return
+        prefix = {"summary": "", "samples": S.SAMPLES_GROUP, "full": S.FULL_GROUP,
+                  "examplewise": S.EXAMPLEWISE_GROUP}[kind]  # fmt: skip
+        per_row = 0
+        for name, d in self._ds.items():
+            top = name.split("/", 1)[0] if "/" in name else ""
+            if kind == "summary":
+                if top in (S.SAMPLES_GROUP, S.FULL_GROUP, S.EXAMPLEWISE_GROUP, S.LAYERS):
+                    continue
+            elif top != prefix:
+                continue
+            if d.maxshape and d.maxshape[0] is None:
+                per_row += int(np.prod(d.shape[1:], dtype=np.int64)) * d.dtype.itemsize
+        need = n_rows * per_row + _SPACE_MARGIN
+        st = os.statvfs(self.path.parent)
+        free = st.f_bavail * st.f_frsize
+        if free < need:
+            raise OSError(
+                errno.ENOSPC,
+                f"{os.strerror(errno.ENOSPC)} ({free >> 10} KiB free, the next "
+                f"{n_rows} rows need up to {need >> 10} KiB)",
+            )
 
     def _lock(self, path: Path) -> None:
         """Hold a POSIX record lock on the file while writing it (see check_replaceable)."""
@@ -376,20 +445,51 @@ class RunWriter:
 
     def _close_file(self) -> None:
         """Close the dataset handles and the file (flushing it), then drop the lock."""
-        self._ds = {}
-        if self._file is not None:
-            f, self._file = self._file, None
-            try:
-                f.close()
-            except Exception as exc:  # noqa: BLE001 - kept: the close's flush failed
-                if self._error is None:
-                    self._error = exc
+        handles, self._ds = self._ds, {}
+        f, self._file = self._file, None
+        # After a failed write each handle's release flushes (and fails) again inside
+        # h5py's __dealloc__, which reports every failure as "Exception ignored": the first
+        # error is already kept, so those reports are dropped while the handles go.
+        with _quiet_h5py_dealloc(self._error is not None):
+            handles.clear()  # first: HDF5 crashed releasing them after a failed close
+            if f is not None:
+                try:
+                    f.close()
+                except Exception as exc:  # noqa: BLE001 - kept: the close's flush failed
+                    if self._error is None:
+                        self._error = exc
+                del f
         if self._lock_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._lock_fd)
             self._lock_fd = None
         with _OPEN_LOCK:
             _OPEN_PATHS.discard(str(self.path.resolve()))
+
+
+_HOOK_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _quiet_h5py_dealloc(active: bool) -> Any:
+    """Drop h5py's ``ObjectID.__dealloc__`` reports (others go to the previous hook)."""
+    if not active:
+        yield
+        return
+    with _HOOK_LOCK:
+        previous = sys.unraisablehook
+
+        def hook(unraisable: Any) -> None:
+            where = f"{unraisable.err_msg or ''} {unraisable.object!r}"
+            if "dealloc" in where.lower() and "h5py" in where:
+                return
+            previous(unraisable)
+
+        sys.unraisablehook = hook
+        try:
+            yield
+        finally:
+            sys.unraisablehook = previous
 
 
 def _why(exc: BaseException) -> str:
