@@ -108,7 +108,7 @@ def test_info_output(files):
     for s in ("schema version", "in.w", "out.w", "1..5", "torch.optim.adam.Adam"):
         assert s in r.stdout
     r = runner.invoke(app, ["info", str(files["good"]), "--json"])
-    assert '"format_version": 1' in r.stdout
+    assert '"format_version": 2' in r.stdout
 
 
 def test_info_calls_library_exactly(files, monkeypatch):

@@ -274,7 +274,10 @@ class Recorder:
             host = torch.cat([arr.reshape(-1).double(), moments.loss.reshape(1).double()]).cpu()
             host = host.numpy()
             self._writer.write_examplewise(
-                t, moments.batch_size, float(host[-1]), host[:-1].reshape(arr.shape)
+                self._next_opt_step(),
+                moments.batch_size,
+                float(host[-1]),
+                host[:-1].reshape(arr.shape),
             )
         except Exception as exc:  # noqa: BLE001 - see _fail
             self._fail(exc)
@@ -466,9 +469,13 @@ class Recorder:
         )
         device = self._params[0].device
         self._sample_idx = [torch.as_tensor(ix, device=device) for ix in index]
+        hparam_names: dict[str, None] = {}
+        for g in self.optimizer.param_groups:
+            hparam_names.update(dict.fromkeys(S.hparam_values(g)))
         layout = S.Layout(
             layers=layers,
             n_groups=len(self.optimizer.param_groups),
+            hparam_names=tuple(hparam_names),
             quantities=self.quantities,
             sample_quantities=self.sample_quantities,
             sample_index=index if self.sample_quantities else (),
@@ -482,7 +489,9 @@ class Recorder:
         # Per-step results go into preallocated tables, one row view per layer: a recorded
         # step writes in place and stacks nothing (the Python overhead is per layer).
         f32 = {"dtype": torch.float32, "device": device}
-        self._raw = {q: torch.empty(len(layers), len(sm.RAW), **f32) for q in self.quantities}
+        f64 = {"dtype": torch.float64, "device": device}
+        self._raw = {q: torch.empty(len(layers), len(sm.RAW), **f64) for q in self.quantities}
+        self._scratch = sm.Scratch()
         self._raw_rows = {q: list(t.unbind(0)) for q, t in self._raw.items()}
         self._dot = {q: torch.empty(len(layers), **f32) for q in self.cosine_quantities}
         self._dot_rows = {q: list(t.unbind(0)) for q, t in self._dot.items()}
@@ -495,6 +504,12 @@ class Recorder:
         i64 = {"dtype": torch.int64, "device": device}
         self._small_idx = torch.tensor(self._small_cols, **i64)
         self._small_len = torch.tensor([self._n[c] for c in self._small_cols], **i64)
+        self._small_ids = sm.segment_ids(self._small_len)
+        # per layer: its parameter (for state["step"]) and its group's eps threshold
+        self._layer_params = [self._params[i] for i in order]
+        self._eps_threshold = [
+            _eps_threshold(self.optimizer.param_groups[layer.group]) for layer in layers
+        ]
         self._big_cols = big
         self._big_idx = torch.tensor(big, **i64)
         # the small layers' previous values, in one buffer; per-layer views share it
@@ -587,9 +602,9 @@ class Recorder:
                     if v is None:
                         row.fill_(float("nan"))
                     elif small is None or c not in self._small_set:
-                        sm.raw_moments(v, n, out=row)
+                        sm.raw_moments(v, n, out=row, scratch=self._scratch)
                 if small is not None:
-                    rows, flats[q] = sm.segmented_moments(small, self._small_len)
+                    rows, flats[q] = sm.segmented_moments(small, self._small_len, self._small_ids)
                     self._raw[q].index_copy_(0, self._small_idx, rows)
                 put("raw", q, self._raw[q])
             for q in self.cosine_quantities:
@@ -597,8 +612,16 @@ class Recorder:
             if plan.hist:
                 for q in self.quantities:
                     put("hist", q, self._histograms(q, values[q], flats.get(q)))
+                for q in S.ZERO_COUNTED:
+                    if q in self.quantities:
+                        put("zeros", q, self._count(values[q], sm.count_zeros))
+                if "stepsize" in self.quantities:
+                    put("epsdom", "", self._count(values["stepsize"], None))
             if isinstance(loss, torch.Tensor):
                 put("loss", "", loss.reshape(-1)[:1])
+        steps = self._layer_step_tensors()
+        if steps is not None:
+            put("lstep", "", steps)
         if plan.samples:
             for q in self.sample_quantities:
                 cols = [
@@ -616,11 +639,14 @@ class Recorder:
             out.setdefault(kind, {})[q] = host[pos : pos + k]
             pos += k
 
+        layer_step = self._layer_steps(out.get("lstep", {}).get(""))
+        known = layer_step[layer_step >= 0]
+        t = int(known.max()) if known.size else self._step  # the optimizer's own t
         if plan.summary:
-            self._write_summary(plan, out, values, loss)
+            self._write_summary(plan, out, values, loss, t, layer_step)
         if plan.samples:
             self._writer.write_samples(
-                self._step,
+                t,
                 {q: out["samples"][q].astype(np.float32) for q in self.sample_quantities},
             )
         if plan.full:
@@ -637,7 +663,60 @@ class Recorder:
                     .numpy()
                     for c, (v, n) in enumerate(zip(values[q], self._n))
                 ]
-            self._writer.write_full(self._step, full)
+            self._writer.write_full(t, full)
+
+    def _count(self, values: list[Any], count: Callable[..., torch.Tensor] | None) -> torch.Tensor:
+        """Per-layer counts (float64, NaN where missing): ``count(v, n)``, or with ``None``
+        the eps-dominated stepsizes (``u >= 1/(1.01 eps)`` of the layer's group)."""
+        device = self._params[0].device
+        nan = torch.tensor(float("nan"), dtype=torch.float64, device=device)
+        out = []
+        for c, (v, n) in enumerate(zip(values, self._n)):
+            if count is not None:
+                out.append(nan if v is None else count(v, n).to(torch.float64))
+                continue
+            thr = self._eps_threshold[c]
+            if v is None or thr is None:
+                out.append(nan)
+            else:
+                out.append(sm.count_at_least(v, n, thr).to(torch.float64))
+        return torch.stack(out)
+
+    def _layer_step_tensors(self) -> torch.Tensor | None:
+        """The layers' ``state["step"]`` values held on an accelerator, for the one copy."""
+        state = self.optimizer.state
+        dev = [
+            st
+            for st in (state.get(p, {}).get("step") for p in self._layer_params)
+            if isinstance(st, torch.Tensor) and st.device.type != "cpu"
+        ]
+        if not dev:
+            return None
+        return torch.stack([st.reshape(()).to(torch.float64) for st in dev])
+
+    def _next_opt_step(self) -> int:
+        """The optimizer's t of the coming step (its largest ``state["step"]`` + 1)."""
+        state = self.optimizer.state
+        steps = [state.get(p, {}).get("step") for p in self._params]
+        known = [int(float(st)) for st in steps if isinstance(st, (torch.Tensor, int, float))]
+        return (max(known) if known else self._step) + 1
+
+    def _layer_steps(self, on_device: np.ndarray | None) -> np.ndarray:
+        """Each layer's own t (``state["step"]``; -1 when its state has none)."""
+        state = self.optimizer.state
+        out = np.full(len(self._layer_params), -1, dtype=np.int64)
+        k = 0
+        for c, p in enumerate(self._layer_params):
+            st = state.get(p, {}).get("step")
+            if isinstance(st, torch.Tensor):
+                if st.device.type != "cpu":
+                    out[c] = int(on_device[k])  # type: ignore[index]
+                    k += 1
+                else:
+                    out[c] = int(st.item())
+            elif isinstance(st, (int, float)):
+                out[c] = int(st)
+        return out
 
     def _small_values(self, values: list[Any]) -> list[torch.Tensor] | None:
         """The small layers' values when they can be reduced together (all full tensors)."""
@@ -708,6 +787,8 @@ class Recorder:
         out: dict[str, dict[str, np.ndarray]],
         values: dict[str, list[Any]],
         loss: torch.Tensor | float | None,
+        t: int,
+        layer_step: np.ndarray,
     ) -> None:
         n_layers = len(self._n)
         n = np.asarray(self._n, dtype=np.float64)
@@ -720,6 +801,7 @@ class Recorder:
         moments = moments.reshape(len(qs), n_layers, _N_MOMENTS)
         fix = fix.reshape(len(qs), n_layers)
         stats: dict[str, np.ndarray] = {}
+        zeros_col = S.STATS.index("zeros")
         for k, q in enumerate(qs):
             st = np.full((n_layers, len(S.STATS)), np.nan)
             st[:, :_N_MOMENTS] = moments[k]
@@ -742,8 +824,12 @@ class Recorder:
                 h = out["hist"][q].reshape(n_layers, spec.n_bins).astype(np.int64)
                 hist[q] = h
                 present = ~np.isnan(stats[q][:, 0]) | (h.sum(axis=1) > 0)
-                qs = S.quantiles_from_histogram(h, spec)
-                stats[q][present, _N_MOMENTS + 1 :] = qs[present]
+                levels = S.quantiles_from_histogram(h, spec)
+                stats[q][present, _N_MOMENTS + 1 : _N_MOMENTS + 1 + len(S.QUANTILE_STATS)] = levels[
+                    present
+                ]
+            for q, z in out.get("zeros", {}).items():
+                stats[q][:, zeros_col] = z
         cosine = {}
         for q in S.COSINE_QUANTITIES:
             if q not in self.quantities:
@@ -759,10 +845,20 @@ class Recorder:
             loss_v = float(out["loss"][""][0])
         else:
             loss_v = float("nan") if loss is None else float(loss)
-        lr = np.array([_float(g["lr"]) for g in self.optimizer.param_groups], dtype=np.float64)
+        groups = self.optimizer.param_groups
+        lr = np.array([_float(g["lr"]) for g in groups], dtype=np.float64)
+        per_group = [S.hparam_values(g) for g in groups]
+        hparams = {
+            k: np.array([h.get(k, np.nan) for h in per_group], dtype=np.float64)
+            for k in self._layout.hparam_names
+        }
         self._writer.write_summary(
             S.SummaryRow(
-                step=self._step,
+                step=t,
+                recorder_step=self._step,
+                layer_step=layer_step,
+                hparams=hparams,
+                eps_dominated=out["epsdom"][""] if "epsdom" in out else None,
                 wall_time=time.time(),
                 loss=loss_v,
                 lr=lr,
@@ -857,6 +953,18 @@ def _collect_params(
     if not params:
         raise UnsupportedLayerError("the optimizer has no parameters to record")
     return params, out_names, groups
+
+
+def _eps_threshold(group: Mapping[str, Any]) -> float | None:
+    """``1 / (1.01 eps)`` of a param group: stepsizes at or above it are eps-dominated."""
+    eps = group.get("eps")
+    if isinstance(eps, torch.Tensor):
+        eps = float(eps.item()) if eps.numel() == 1 else None
+    if isinstance(eps, (list, tuple)):  # e.g. Adafactor's (eps1, eps2): no single threshold
+        return None
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps > 0:
+        return None
+    return 1.0 / (S.EPS_MARGIN * float(eps))
 
 
 def _writable_dir(d: Path) -> bool:

@@ -22,15 +22,17 @@ from gradscope.runfile.schema import HistSpec
 
 #: Columns of :func:`finalize_moments` (the first five of ``schema.STATS``).
 MOMENTS = ("mean", "std", "norm", "min", "max")
-#: Columns of :func:`raw_moments`.
-RAW = ("sum", "sumsq", "min", "max")
+#: Columns of :func:`raw_moments` (float64): the shift ``c`` (a rough mean), the sums of
+#: ``x - c`` and of ``(x - c)**2``, the minimum and the maximum.
+RAW = ("shift", "sum_d", "sum_d2", "min", "max")
 
 _ABS_MASK = 0x7FFFFFFF
 _INF_BITS = 0x7F800000
-# std from sums loses digits when mean**2 >> var (relative error ~ 1e-7 * mean**2 / var);
-# beyond this ratio the layer is recomputed exactly (two passes, float64): BatchNorm and
-# LayerNorm weights near 1, for instance.
-_CANCELLATION = 1e3
+#: Coordinates per float64 pass of a large layer. On the CPU a chunk that fits in cache
+#: (64K coordinates, 512 KiB of float64) keeps the widening, the shift and the two sums
+#: at the speed of one pass over the float32 data; accelerators take large chunks.
+CPU_CHUNK = 1 << 16
+DEVICE_CHUNK = 1 << 22
 
 
 def flat32(x: torch.Tensor) -> torch.Tensor:
@@ -40,58 +42,133 @@ def flat32(x: torch.Tensor) -> torch.Tensor:
     return x.detach().reshape(-1).to(torch.float32).contiguous()
 
 
-def raw_moments(x: torch.Tensor, n: int, out: torch.Tensor | None = None) -> torch.Tensor:
-    """``[sum, sum of squares, min, max]`` of one layer value over all ``n`` coordinates.
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    """Flat values at their own precision when that is float64, else float32."""
+    if x.dtype == torch.float64:
+        return x.detach().reshape(-1)
+    return flat32(x)
 
-    Three passes over the data and no temporaries (``sum``, ``dot``, ``aminmax``): on the
-    CPU, allocating large temporaries costs more than the arithmetic. Non-finite
-    coordinates make the result non-finite; :func:`finalize_moments` flags those layers
-    and the recorder recomputes them with :func:`finite_moments`.
+
+class Scratch:
+    """Reusable float64 chunk buffers, one per device."""
+
+    def __init__(self) -> None:
+        self._buf: dict[torch.device, torch.Tensor] = {}
+
+    def get(self, n: int, device: torch.device) -> torch.Tensor:
+        """A float64 buffer of ``n`` coordinates on ``device`` (grown when needed)."""
+        buf = self._buf.get(device)
+        if buf is None or buf.numel() < n:
+            buf = torch.empty(max(n, 1), dtype=torch.float64, device=device)
+            self._buf[device] = buf
+        return buf[:n]
+
+
+def chunk_size(device: torch.device) -> int:
+    """Coordinates per float64 pass on ``device`` (:data:`CPU_CHUNK` or :data:`DEVICE_CHUNK`)."""
+    return CPU_CHUNK if device.type == "cpu" else DEVICE_CHUNK
+
+
+def raw_moments(
+    x: torch.Tensor,
+    n: int,
+    out: torch.Tensor | None = None,
+    scratch: Scratch | None = None,
+) -> torch.Tensor:
+    """``[c, sum(x - c), sum((x - c)**2), min, max]`` of one layer value, in float64.
+
+    Exact to float64 accuracy whatever the ratio mean**2/var: the shift ``c`` is the
+    layer's mean from one float32 pass, and the differences ``x - c`` are formed and summed
+    in float64 (widening a float32 is exact, and so is, nearly always, the difference), so
+    ``S2/n - (S1/n)**2`` has nothing left to cancel and the squares cannot overflow or
+    underflow for any float32 magnitude. The float64 work runs over chunks of
+    :func:`chunk_size` coordinates with the same shift (their sums add), so the scratch
+    memory is bounded. Non-finite coordinates make the result non-finite;
+    :func:`finalize_moments` flags those layers and the recorder recomputes them with
+    :func:`finite_moments`. No host synchronisation.
 
     Args:
         x: the layer value (any float dtype, or 0-d for a value shared by all coordinates).
         n: the layer size.
-        out: float32 ``(4,)`` tensor on ``x``'s device to write into (the recorder passes
-            rows of one preallocated table, so a step allocates and stacks nothing).
+        out: float64 ``(5,)`` tensor on ``x``'s device to write into (the recorder passes
+            rows of one preallocated table, so a step stacks nothing).
+        scratch: reusable float64 buffers (allocated per call when ``None``).
 
     Returns:
-        ``out`` (or a new float32 tensor of shape ``(4,)``) on ``x``'s device.
+        ``out`` (or a new float64 tensor of shape ``(5,)``) on ``x``'s device.
     """
     if out is None:
-        out = torch.empty(4, dtype=torch.float32, device=x.device)
+        out = torch.empty(len(RAW), dtype=torch.float64, device=x.device)
     if x.dim() == 0:
-        v = x.detach().to(torch.float32)
-        return torch.stack([v * n, v * v * n, v, v], out=out)
-    f = flat32(x)
-    torch.sum(f, dim=0, out=out[0])
-    torch.dot(f, f, out=out[1])
-    torch.aminmax(f, out=(out[2], out[3]))
+        v = x.detach().to(torch.float64)
+        zero = torch.zeros((), dtype=torch.float64, device=x.device)
+        return torch.stack([v, zero, zero, v, v], out=out)
+    f = _flat(x)
+    scratch = scratch or Scratch()
+    shift = out[0]
+    torch.div(f.sum(), n, out=shift)  # float32 pass; widened into the float64 row
+    step = chunk_size(f.device)
+    for lo in range(0, f.numel(), step):
+        part = f[lo : lo + step]
+        d = scratch.get(part.numel(), f.device).copy_(part).sub_(shift)
+        if lo == 0:
+            torch.sum(d, dim=0, out=out[1])
+            torch.dot(d, d, out=out[2])
+        else:
+            out[1].add_(d.sum())
+            out[2].add_(torch.dot(d, d))
+    lo_hi = torch.aminmax(f)
+    out[3].copy_(lo_hi[0])
+    out[4].copy_(lo_hi[1])
     return out
 
 
+def segment_ids(lengths: torch.Tensor) -> torch.Tensor:
+    """Segment index of every coordinate of layers of ``lengths`` laid end to end."""
+    ids = torch.arange(lengths.numel(), device=lengths.device)
+    return torch.repeat_interleave(ids, lengths)
+
+
 def segmented_moments(
-    values: Sequence[torch.Tensor], lengths: torch.Tensor
+    values: Sequence[torch.Tensor],
+    lengths: torch.Tensor,
+    ids: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`raw_moments` rows of many layer values at once, and their flat concatenation.
 
-    One copy into a flat float32 buffer, three segmented reductions (sum, min, max) and one
-    multi-tensor norm, whatever the number of layers: the recorder uses it for the small
-    layers (biases, norm scales) where per-layer calls cost more than the arithmetic.
+    One copy into a flat float32 buffer, then segmented reductions whatever the number of
+    layers: the recorder uses it for the small layers (biases, norm scales) where per-layer
+    calls cost more than the arithmetic. The shift of each layer is its mean, and the
+    shifted sums run in float64 as in :func:`raw_moments` (a segmented sum adds
+    sequentially, so float32 accumulation would lose digits on long segments).
 
     Args:
         values: full (not 0-d) layer values.
         lengths: int64 tensor of their sizes, on their device.
+        ids: :func:`segment_ids` of ``lengths`` (the recorder keeps it; computed if absent).
 
     Returns:
-        ``(len(values), 4)`` float32 rows and the flat buffer (for :meth:`Histogrammer.segmented`).
+        ``(len(values), 5)`` float64 rows and the flat float32 buffer (for
+        :meth:`Histogrammer.segmented`).
     """
-    flats = [flat32(v) for v in values]
-    flat = torch.cat(flats)
-    sums = torch.segment_reduce(flat, "sum", lengths=lengths, unsafe=True)  # unsafe: no sync
-    mins = torch.segment_reduce(flat, "min", lengths=lengths, unsafe=True)
-    maxs = torch.segment_reduce(flat, "max", lengths=lengths, unsafe=True)
-    sumsq = torch.stack(torch._foreach_norm(flats)).square_()
-    return torch.stack([sums, sumsq, mins, maxs], dim=1), flat
+    flat = torch.cat([flat32(v) for v in values])
+    wide64 = any(v.dtype == torch.float64 for v in values)
+    if wide64:
+        wide = torch.cat([_flat(v).to(torch.float64) for v in values])
+    else:
+        wide = flat.to(torch.float64)
+    if ids is None:
+        ids = segment_ids(lengths)
+    src = wide if wide64 else flat
+    mins = torch.segment_reduce(src, "min", lengths=lengths, unsafe=True)  # unsafe: no sync
+    maxs = torch.segment_reduce(src, "max", lengths=lengths, unsafe=True)
+    sums = torch.segment_reduce(wide, "sum", lengths=lengths, unsafe=True)
+    shift = sums / lengths.to(torch.float64)
+    d = wide.sub_(shift.index_select(0, ids))
+    s1 = torch.segment_reduce(d, "sum", lengths=lengths, unsafe=True)
+    s2 = torch.segment_reduce(d.square_(), "sum", lengths=lengths, unsafe=True)
+    rows = torch.stack([shift, s1, s2, mins.to(torch.float64), maxs.to(torch.float64)], dim=1)
+    return rows, flat
 
 
 def finalize_moments(
@@ -99,29 +176,44 @@ def finalize_moments(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``[mean, std, norm, min, max]`` from :func:`raw_moments` rows, on the host.
 
-    The standard deviation is the population one (ddof = 0).
+    With ``m1 = S1/n``: ``mean = c + m1``, ``var = S2/n - m1**2`` (population, ddof = 0),
+    ``sum x**2 = S2 + 2 c S1 + n c**2``. Because ``c`` is within float32 rounding of the
+    mean, ``m1**2`` is negligible against ``var`` and the subtraction loses nothing.
 
     Args:
-        raw: ``(L, 4)`` rows of :func:`raw_moments` (NaN rows for missing layers).
+        raw: ``(L, 5)`` rows of :func:`raw_moments` (NaN rows for missing layers).
         n: ``(L,)`` layer sizes.
         present: ``(L,)`` mask of the layers that have this quantity.
 
     Returns:
         ``(L, 5)`` float64 moments and an ``(L,)`` mask of the layers to recompute
-        exactly (non-finite values, or too much cancellation in ``E[x^2] - E[x]^2``).
+        exactly (non-finite values, or a shift that could not be formed).
     """
     raw = np.asarray(raw, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
+    c, s1, s2 = raw[:, 0], raw[:, 1], raw[:, 2]
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        mean = raw[:, 0] / n
-        msq = raw[:, 1] / n
-        var = msq - mean * mean
-        out = np.stack(
-            [mean, np.sqrt(np.maximum(var, 0.0)), np.sqrt(raw[:, 1]), raw[:, 2], raw[:, 3]],
-            axis=1,
-        )
-        redo = present & (~np.isfinite(raw).all(axis=1) | (mean * mean > _CANCELLATION * var))
+        m1 = s1 / n
+        var = np.maximum(s2 / n - m1 * m1, 0.0)
+        sumsq = np.maximum(s2 + c * (2.0 * s1 + n * c), 0.0)
+        out = np.stack([c + m1, np.sqrt(var), np.sqrt(sumsq), raw[:, 3], raw[:, 4]], axis=1)
+        # m1**2 > 1e6 var would cost 1e-10 of the variance: only a broken shift gets there
+        redo = present & (~np.isfinite(raw).all(axis=1) | (m1 * m1 > 1e6 * var))
     return out, redo
+
+
+def count_zeros(x: torch.Tensor, n: int) -> torch.Tensor:
+    """Number of coordinates exactly equal to zero (int64, 0-d, on ``x``'s device)."""
+    if x.dim() == 0:
+        return (x == 0).to(torch.int64) * n
+    return n - torch.count_nonzero(x)
+
+
+def count_at_least(x: torch.Tensor, n: int, threshold: float) -> torch.Tensor:
+    """Number of coordinates ``>= threshold`` (int64, 0-d, on ``x``'s device)."""
+    if x.dim() == 0:
+        return (x >= threshold).to(torch.int64) * n
+    return torch.count_nonzero(x >= threshold)
 
 
 def finite_moments(x: torch.Tensor, n: int) -> torch.Tensor:

@@ -43,7 +43,7 @@ RANKS_GROUP = "ranks"
 RANKS_LOSS = "ranks/loss"
 
 #: Datasets with one row per summary row (mapped up to the common row count).
-_SUMMARY_GROUPS = (S.STATS_GROUP, S.COSINE_GROUP)
+_SUMMARY_GROUPS = (S.STATS_GROUP, S.COSINE_GROUP, S.HPARAMS_GROUP)
 #: HDF5 dimension-scale attributes hold references into the source file: never copied.
 _SCALE_ATTRS = {"DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME"}
 
@@ -165,7 +165,15 @@ def _attr(f: h5py.File, group: str) -> list[str]:
 
 
 def _is_summary(name: str) -> bool:
-    if name in (S.WALL_TIME, S.LOSS, S.LR, S.HIST_RECORDED):
+    if name in (
+        S.WALL_TIME,
+        S.LOSS,
+        S.LR,
+        S.HIST_RECORDED,
+        S.RECORDER_STEP,
+        S.LAYER_STEP,
+        S.EPS_DOMINATED,
+    ):
         return True
     group, _, leaf = name.partition("/")
     if group in _SUMMARY_GROUPS:

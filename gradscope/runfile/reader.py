@@ -12,7 +12,6 @@ Anything that is not a readable run file of a supported schema raises
 from __future__ import annotations
 
 import functools
-import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -111,11 +110,12 @@ class RunFile:
         version = int(v) if v.shape == () and v.dtype.kind in "iu" else None
         if version is None:
             raise RunFileError(f"{self.path}: its format_version is not an integer (damaged)")
-        if version != S.FORMAT_VERSION:
+        if version not in S.READABLE_VERSIONS:
             raise RunFileError(
                 f"{self.path}: run-file schema version {version} is not supported "
-                f"(this gradscope reads version {S.FORMAT_VERSION})"
+                f"(this gradscope reads versions {', '.join(map(str, S.READABLE_VERSIONS))})"
             )
+        self._version = version
 
     def _read_static(self) -> None:
         self._metadata = V.load_metadata(self.path, self._f)
@@ -139,6 +139,12 @@ class RunFile:
         self._sample_offset = g["sample_offset"][()]
         self._sample_count = g["sample_count"][()]
         self._quantities = [_str(q) for q in self._f.attrs["quantities"]]
+        stats = self._f.attrs.get("stats")
+        self._stats = tuple(_str(x) for x in stats) if stats is not None else S.STATS_V1
+        hp = self._f.get(S.HPARAMS_GROUP)
+        self._hparam_names = (
+            tuple(_str(x) for x in hp.attrs.get("names", [])) if hp is not None else None
+        )
         self._index = {n: i for i, n in enumerate(self._names)}
 
     # ------------------------------------------------------------------ context
@@ -217,8 +223,17 @@ class RunFile:
 
     @property
     def stats(self) -> tuple[str, ...]:
-        """Names of the per-layer statistics."""
+        """Names of the per-layer statistics (:data:`~gradscope.runfile.schema.STATS`).
+
+        Every name is readable with :meth:`summary`; a statistic this file predates (the
+        ``zeros`` count of a version 1 file) reads as NaN.
+        """
         return S.STATS
+
+    @property
+    def version(self) -> int:
+        """The file's schema version."""
+        return self._version
 
     # ------------------------------------------------------------------ row axes
     @property
@@ -229,8 +244,92 @@ class RunFile:
     @property
     @_reading
     def steps(self) -> np.ndarray:
-        """Optimizer step of each summary row."""
+        """The optimizer's own step number t of each summary row.
+
+        From the optimizer's state (``state["step"]``): a run resumed from a checkpoint, or
+        a recorder attached late, starts at the true t. Version 1 files hold the recorder's
+        count here.
+        """
         return self._f[S.STEP][()]
+
+    @property
+    def recorder_steps(self) -> np.ndarray:
+        """The recorder's own count of each row (1 = the first step it saw)."""
+        if S.RECORDER_STEP not in self._f:
+            return self.steps
+        return self._rows(S.RECORDER_STEP)
+
+    @_reading
+    def layer_steps(self, rows: slice = slice(None)) -> np.ndarray:
+        """Each layer's own t per row, ``(rows, layers)`` int64; -1 where unknown.
+
+        Layers can differ from :attr:`steps`: a parameter without a gradient on some step
+        is skipped by torch's optimizers, and several optimizers count separately.
+        """
+        r = _clip(rows, self.n_rows)
+        if S.LAYER_STEP not in self._f:
+            st = self._f[S.STEP][r]
+            return np.repeat(st[:, None], len(self._names), axis=1)
+        return self._f[S.LAYER_STEP][r]
+
+    @property
+    def hparam_names(self) -> tuple[str, ...]:
+        """Names of the per-row param-group hyperparameters (``lr``, ``betas.0``, ...)."""
+        if self._hparam_names is not None:
+            return self._hparam_names
+        names: dict[str, None] = {}
+        for g in self._metadata_groups():
+            names.update(dict.fromkeys(S.hparam_values(g)))
+        return tuple(names)
+
+    @_reading
+    def hparam(self, name: str, rows: slice = slice(None)) -> np.ndarray:
+        """One hyperparameter per row and param group, ``(rows, groups)`` float64.
+
+        NaN where a group has no such entry. Version 1 files give the value the run's
+        metadata holds (the groups at the start of the run) on every row.
+        """
+        r = _clip(rows, self.n_rows)
+        n = len(range(*r.indices(self.n_rows)))
+        if self._hparam_names is None:
+            vals = [S.hparam_values(g).get(name, np.nan) for g in self._metadata_groups()]
+            if all(np.isnan(vals)):
+                raise MissingDataError(f"{self.path}: no hyperparameter {name!r}")
+            return np.tile(np.asarray(vals, dtype=np.float64), (n, 1))
+        if name not in self._hparam_names:
+            raise MissingDataError(
+                f"{self.path}: no hyperparameter {name!r}; recorded: {list(self._hparam_names)}"
+            )
+        return self._f[f"{S.HPARAMS_GROUP}/{name}"][r]
+
+    def layer_hparam(self, name: str, rows: slice = slice(None)) -> np.ndarray:
+        """One hyperparameter per row and layer (each layer's own group), ``(rows, layers)``."""
+        by_group = self.hparam(name, rows)
+        g = np.asarray(self._group, dtype=np.int64)
+        out = np.full((by_group.shape[0], len(g)), np.nan)
+        ok = (g >= 0) & (g < by_group.shape[1])
+        out[:, ok] = by_group[:, g[ok]]
+        return out
+
+    @_reading
+    def eps_dominated(self, rows: slice = slice(None)) -> np.ndarray:
+        """Eps-dominated coordinates per row and layer, ``(rows, layers)`` float64.
+
+        Coordinates whose stepsize u >= 1 / (1.01 eps), counted on histogram rows; NaN on
+        other rows, where the layer's group has no eps, and in version 1 files.
+        """
+        r = _clip(rows, self.n_rows)
+        if S.EPS_DOMINATED not in self._f:
+            n = len(range(*r.indices(self.n_rows)))
+            return np.full((n, len(self._names)), np.nan)
+        return self._f[S.EPS_DOMINATED][r]
+
+    def _metadata_groups(self) -> list[dict[str, Any]]:
+        opt = self._metadata.get("optimizer")
+        groups = opt.get("param_groups") if isinstance(opt, dict) else None
+        if not isinstance(groups, list):
+            return []
+        return [g if isinstance(g, dict) else {} for g in groups]
 
     @property
     def wall_time(self) -> np.ndarray:
@@ -285,8 +384,12 @@ class RunFile:
             rows without histograms.
         """
         d = self._dataset(S.STATS_GROUP, quantity)
-        j = S.stat_index(stat)
+        S.stat_index(stat)  # an unknown name is a KeyError whatever the file's version
         r = _clip(rows, self.n_rows)
+        if stat not in self._stats:  # a statistic this file predates
+            n = len(range(*r.indices(self.n_rows)))
+            return np.full((n,) if layer is not None else (n, len(self._names)), np.nan)
+        j = S.stat_index(stat, self._stats)
         if layer is None:
             return d[r, :, j]
         return d[r, self.layer_index(layer), j]

@@ -18,7 +18,10 @@ from typing import Any
 import numpy as np
 
 FORMAT = "gradscope-run"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this gradscope reads (version 1 lacks the per-layer optimizer step, the
+#: per-group hyperparameters, the zero counts and the eps-dominated counts).
+READABLE_VERSIONS: tuple[int, ...] = (1, 2)
 
 #: Quantities recorded per parameter tensor ("layer"), in the order used everywhere.
 QUANTITIES: tuple[str, ...] = ("grad", "exp_avg", "exp_avg_sq", "stepsize", "update", "param")
@@ -27,7 +30,17 @@ QUANTITIES: tuple[str, ...] = ("grad", "exp_avg", "exp_avg_sq", "stepsize", "upd
 MOMENT_STATS: tuple[str, ...] = ("mean", "std", "norm", "min", "max", "nonfinite")
 QUANTILE_LEVELS: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
 QUANTILE_STATS: tuple[str, ...] = tuple(f"q{round(q * 100):02d}" for q in QUANTILE_LEVELS)
-STATS: tuple[str, ...] = MOMENT_STATS + QUANTILE_STATS
+#: Counts taken on histogram rows only (NaN elsewhere): ``zeros`` is the number of
+#: coordinates exactly equal to zero, counted for ``exp_avg_sq`` (a zero second moment
+#: means a gradient that was zero at every step so far: a dead coordinate).
+COUNT_STATS: tuple[str, ...] = ("zeros",)
+ZERO_COUNTED: tuple[str, ...] = ("exp_avg_sq",)
+STATS: tuple[str, ...] = MOMENT_STATS + QUANTILE_STATS + COUNT_STATS
+#: The statistics of a version 1 file.
+STATS_V1: tuple[str, ...] = MOMENT_STATS + QUANTILE_STATS
+#: A coordinate is eps-dominated when its stepsize u >= 1 / (EPS_MARGIN * eps), that is
+#: when sqrt(v_hat) <= (EPS_MARGIN - 1) eps: eps, not the gradient statistics, sets its step.
+EPS_MARGIN = 1.01
 
 #: Quantities for which the cosine between successive recorded steps is stored.
 COSINE_QUANTITIES: tuple[str, ...] = ("grad", "update")
@@ -40,6 +53,10 @@ STEP = "step"
 WALL_TIME = "wall_time"
 LOSS = "loss"
 LR = "lr"
+RECORDER_STEP = "recorder_step"
+LAYER_STEP = "layer_step"
+HPARAMS_GROUP = "hparams"
+EPS_DOMINATED = "eps_dominated"
 LAYERS = "layers"
 STATS_GROUP = "stats"
 COSINE_GROUP = "cosine"
@@ -170,6 +187,8 @@ class Layout:
         sample_index: per layer, the sorted flat coordinate indices that are sampled.
         full_quantities: quantities stored as full tensors on the full-dump schedule.
         hist_specs: histogram bins per quantity.
+        hparam_names: the numeric param-group entries recorded per row in
+            ``/hparams/<name>`` (see :func:`hparam_values`).
     """
 
     layers: tuple[LayerInfo, ...]
@@ -179,6 +198,7 @@ class Layout:
     sample_index: tuple[np.ndarray, ...] = ()
     full_quantities: tuple[str, ...] = ()
     hist_specs: Mapping[str, HistSpec] = field(default_factory=lambda: dict(HIST_SPECS))
+    hparam_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = set(self.quantities) | set(self.sample_quantities) | set(self.full_quantities)
@@ -207,13 +227,20 @@ class SummaryRow:
     """One recorded step's summaries, as host arrays (the writer's unit of work).
 
     Attributes:
-        step: optimizer step (1 = after the first ``optimizer.step()``).
+        step: the optimizer's own step number t (``state["step"]``, the largest over the
+            layers; the recorder's count when no state has one), so a resumed run goes on
+            counting where its checkpoint stopped.
         wall_time: seconds since the epoch.
         loss: the logged loss, NaN when none was given.
         lr: learning rate per parameter group, shape ``(G,)``.
         stats: per quantity, shape ``(L, len(STATS))``.
         cosine: per quantity in ``COSINE_QUANTITIES``, shape ``(L,)``.
         hist: per quantity, shape ``(L, n_bins)``; ``None`` on steps without histograms.
+        recorder_step: the recorder's own count (1 = the first step it saw).
+        layer_step: ``(L,)`` each layer's own t (-1: no step in its state).
+        hparams: per name of ``Layout.hparam_names``, shape ``(G,)``.
+        eps_dominated: ``(L,)`` eps-dominated coordinates (see :data:`EPS_MARGIN`), NaN
+            where unknown.
     """
 
     step: int
@@ -223,14 +250,51 @@ class SummaryRow:
     stats: Mapping[str, np.ndarray]
     cosine: Mapping[str, np.ndarray]
     hist: Mapping[str, np.ndarray] | None = None
+    recorder_step: int = 0
+    layer_step: np.ndarray | None = None
+    hparams: Mapping[str, np.ndarray] = field(default_factory=dict)
+    eps_dominated: np.ndarray | None = None
 
 
-def stat_index(stat: str) -> int:
-    """Column of ``stat`` in ``/stats/<quantity>``."""
+def stat_index(stat: str, stats: Sequence[str] = STATS) -> int:
+    """Column of ``stat`` in ``/stats/<quantity>`` (of a file whose columns are ``stats``)."""
     try:
-        return STATS.index(stat)
+        return tuple(stats).index(stat)
     except ValueError:
-        raise KeyError(f"unknown statistic {stat!r}; known: {list(STATS)}") from None
+        raise KeyError(f"unknown statistic {stat!r}; known: {list(stats)}") from None
+
+
+def hparam_values(group: Mapping[str, Any]) -> dict[str, float]:
+    """The numeric entries of one optimizer param group, flattened to names and floats.
+
+    Numbers (and 0-d tensors, via ``float``) keep their key; bools become 0/1; numeric
+    sequences give ``<key>.<i>`` (``betas.0``, ``betas.1``); ``params`` and anything
+    else (strings, None, nested objects) are left out. These are the per-row columns of
+    ``/hparams``: schedulers change them, and every analysis reads the layer's own group.
+    """
+    out: dict[str, float] = {}
+
+    def number(v: Any) -> float | None:
+        if isinstance(v, bool):
+            return float(v)
+        if isinstance(v, (int, float, np.integer, np.floating)):
+            return float(v)
+        if hasattr(v, "numel") and hasattr(v, "item") and v.numel() == 1:  # a 0-d tensor
+            return float(v.item())
+        return None
+
+    for k, v in group.items():
+        if k == "params" or "/" in str(k):
+            continue
+        x = number(v)
+        if x is not None:
+            out[str(k)] = x
+        elif isinstance(v, (list, tuple)) and 0 < len(v) <= 16:
+            xs = [number(e) for e in v]
+            if all(e is not None for e in xs):
+                for i, e in enumerate(xs):
+                    out[f"{k}.{i}"] = e  # type: ignore[assignment]
+    return out
 
 
 def quantiles_from_histogram(

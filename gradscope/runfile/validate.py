@@ -369,8 +369,7 @@ def check_layout(path: Path, f: h5py.File, meta: dict[str, Any] | None = None) -
             bad = int(group[(group < 0) | (group >= n_groups)][0])
             raise _fail(
                 path,
-                f"/layers/group names parameter group {bad}, but the run has {n_groups} "
-                "(damaged)",
+                f"/layers/group names parameter group {bad}, but the run has {n_groups} (damaged)",
             )
         # ---- summary rows: /step fixes their number
         step = need(S.STEP)
@@ -431,6 +430,7 @@ def check_layout(path: Path, f: h5py.File, meta: dict[str, Any] | None = None) -
         if hp is not None:
             if not isinstance(hp, h5py.Group) or len(hp) > LIMITS["attr_items"]:
                 raise _fail(path, "/hparams is not a group of parameter series (damaged)")
+            _str_list(path, hp, "names", required=False)
             for key in hp:
                 d = need(f"hparams/{key}")
                 shaped(d, _FLOAT, (n_groups,), f"the hyperparameter {key}")

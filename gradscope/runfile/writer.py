@@ -27,6 +27,7 @@ Guarantees (docs/run-format.md, "Guarantees"):
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime as _dt
 import errno
 import os
@@ -37,7 +38,6 @@ import threading
 import time
 import traceback
 import weakref
-import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -225,9 +225,7 @@ class RunWriter:
 
     def write_examplewise(self, step: int, batch_size: int, loss: float, stats: np.ndarray) -> None:
         """Queue one row of per-example statistics: ``(L + 1, len(EXAMPLEWISE_STATS))``."""
-        self._put_row(
-            "examplewise", (int(step), int(batch_size), float(loss), np.asarray(stats))
-        )
+        self._put_row("examplewise", (int(step), int(batch_size), float(loss), np.asarray(stats)))
 
     def flush(self, timeout: float | None = None) -> None:
         """Write and flush everything queued so far; returns when it is on disk."""
@@ -358,6 +356,23 @@ class RunWriter:
         _append(d[S.WALL_TIME], t0, np.array([r.wall_time for r in rows], dtype=np.float64))
         _append(d[S.LOSS], t0, np.array([r.loss for r in rows], dtype=np.float64))
         _append(d[S.LR], t0, np.stack([np.asarray(r.lr, dtype=np.float64) for r in rows]))
+        _append(d[S.RECORDER_STEP], t0, np.array([r.recorder_step for r in rows], np.int64))
+        nan_l = np.full(n_layers, np.nan)
+        no_step = np.full(n_layers, -1, dtype=np.int64)
+        layer_step = [no_step if r.layer_step is None else r.layer_step for r in rows]
+        _append(d[S.LAYER_STEP], t0, np.stack(layer_step).astype(np.int64))
+        _append(
+            d[S.EPS_DOMINATED],
+            t0,
+            np.stack([nan_l if r.eps_dominated is None else r.eps_dominated for r in rows]),
+        )
+        nan_g = np.full(lay.n_groups, np.nan)
+        for name in lay.hparam_names:
+            _append(
+                d[f"{S.HPARAMS_GROUP}/{name}"],
+                t0,
+                np.stack([np.asarray(r.hparams.get(name, nan_g), np.float64) for r in rows]),
+            )
         for q in lay.quantities:
             _append(d[f"{S.STATS_GROUP}/{q}"], t0, np.stack([r.stats[q] for r in rows]))
         for q in S.COSINE_QUANTITIES:
@@ -594,6 +609,13 @@ def _create_datasets(
     series(S.LOSS, (), np.float64, fillvalue=np.nan)
     series(S.LR, (lay.n_groups,), np.float64, fillvalue=np.nan)
     series(S.HIST_RECORDED, (), np.uint8)
+    series(S.RECORDER_STEP, (), np.int64)
+    series(S.LAYER_STEP, (n_layers,), np.int64, fillvalue=-1)
+    series(S.EPS_DOMINATED, (n_layers,), np.float64, fillvalue=np.nan)
+    hp = f.require_group(S.HPARAMS_GROUP)
+    hp.attrs["names"] = list(lay.hparam_names)
+    for name in lay.hparam_names:
+        series(f"{S.HPARAMS_GROUP}/{name}", (lay.n_groups,), np.float64, fillvalue=np.nan)
     for q in lay.quantities:
         d = series(f"{S.STATS_GROUP}/{q}", (n_layers, len(S.STATS)), np.float64)
         d.attrs["stats"] = list(S.STATS)
@@ -611,7 +633,8 @@ def _create_datasets(
         f.create_dataset(f"{S.HIST_GROUP}/{q}_edges", data=spec.edges())
         if q in S.COSINE_QUANTITIES:
             series(f"{S.COSINE_GROUP}/{q}", (n_layers,), np.float64)
-    summary = [S.WALL_TIME, S.LOSS, S.LR, S.HIST_RECORDED]
+    summary = [S.WALL_TIME, S.LOSS, S.LR, S.HIST_RECORDED, S.RECORDER_STEP, S.LAYER_STEP]
+    summary += [S.EPS_DOMINATED] + [f"{S.HPARAMS_GROUP}/{n}" for n in lay.hparam_names]
     summary += [f"{S.STATS_GROUP}/{q}" for q in lay.quantities]
     summary += [f"{S.HIST_GROUP}/{q}" for q in lay.quantities]
     summary += [f"{S.COSINE_GROUP}/{q}" for q in lay.quantities if q in S.COSINE_QUANTITIES]

@@ -112,13 +112,11 @@ def test_full_disk_warns_once_or_raises_and_keeps_only_complete_rows(tmpfs, stri
 
 
 def _fill(mnt: Path) -> None:
-    with (mnt / "filler").open("wb") as fh:
-        try:
-            while True:
-                fh.write(b"\0" * 65536)
-                fh.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
+    with (mnt / "filler").open("wb") as fh, pytest.raises(OSError) as info:
+        while True:
+            fh.write(b"\0" * 65536)
+            fh.flush()
+    assert info.value.errno == errno.ENOSPC
 
 
 def test_creation_on_a_full_disk_leaves_no_file_and_keeps_the_old_one(tmpfs):

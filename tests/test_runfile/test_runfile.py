@@ -345,7 +345,9 @@ def test_round_trip_any_block_and_flush_pattern(tmp_path_factory, block, hist_pa
         np.testing.assert_array_equal(run.steps, np.arange(1, len(rows) + 1))
         np.testing.assert_array_equal(run.hist_recorded, hist_pattern)
         for q in ("grad", "stepsize"):
-            np.testing.assert_array_equal(run.summary(q, "q50"), [r.stats[q][:, -3] for r in rows])
+            np.testing.assert_array_equal(
+                run.summary(q, "q50"), [r.stats[q][:, S.stat_index("q50")] for r in rows]
+            )
             h = run.histogram(q, "out.weight")
             for i, r in enumerate(rows):
                 np.testing.assert_array_equal(h[i], r.hist[q][2] if r.hist else 0)
