@@ -242,7 +242,10 @@ def load_metadata(path: Path, f: h5py.File) -> dict[str, Any]:
     except (ValueError, RecursionError):
         raise _fail(path, "metadata_json is not valid JSON (damaged)") from None
     if not isinstance(meta, dict):
-        raise _fail(path, f"metadata_json is a JSON {type(meta).__name__}, not an object")
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+            type(meta), "a number"
+        )
+        raise _fail(path, f"metadata_json is {kind}, not a JSON object (damaged)")
     problem = _check_fields(meta)
     if problem:
         raise _fail(path, f"{problem} (damaged)")
@@ -540,6 +543,10 @@ def probe(
     if pid == 0:  # the child: check, report one line, never return into the caller
         code = 0
         try:
+            # the default SIGALRM action ends this child even inside a looping C call, so
+            # it cannot outlive the limit (for instance when the parent itself was killed)
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            signal.alarm(max(1, math.ceil(timeout)) + 1)
             os.close(r)
             try:
                 check(path)

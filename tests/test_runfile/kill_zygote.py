@@ -3,7 +3,7 @@ run per request, so each of many kills costs a fork instead of a Python start-up
 
 Reads lines ``<run file> <seed> <overwrite 0|1>`` on stdin; for each forks a child that
 trains a small MLP with Adam under a Recorder (``flush_every=8``, subsamples, full dumps
-every 25 steps) for 400 steps, appending each finished step number to ``<run file>.progress``
+every 25 steps) for 150 steps, appending each finished step number to ``<run file>.progress``
 (unbuffered, so the parent knows which steps training had passed when it killed the child),
 and prints ``pid <pid>`` for it. Children are reaped automatically.
 """
@@ -21,6 +21,7 @@ import gradscope  # noqa: F401 - imported before forking
 from gradscope.record import Recorder
 
 FLUSH_EVERY = 8
+STEPS = 150
 
 
 def _train(path: str, seed: int, overwrite: bool) -> None:
@@ -34,7 +35,7 @@ def _train(path: str, seed: int, overwrite: bool) -> None:
         model, opt, path, flush_every=FLUSH_EVERY, full_every=25, full_quantities=("grad",),
         overwrite=overwrite, strict=True, tags={"trial": seed},
     ) as rec:  # fmt: skip
-        for t in range(1, 401):
+        for t in range(1, STEPS + 1):
             opt.zero_grad()
             loss = ((model(x) - y) ** 2).mean()
             loss.backward()
