@@ -17,7 +17,7 @@ from gradscope.report.export import text_cell
 from tests.test_report import runs
 
 runner = CliRunner()
-HOSTILE = "\x1b]0;pwned\x07\x1b[31m=HYPERLINK(\"http://x\")\r\nfc.weight"
+HOSTILE = '\x1b]0;pwned\x07\x1b[31m=HYPERLINK("http://x")\r\nfc.weight'
 
 
 @pytest.fixture(scope="module")

@@ -34,10 +34,11 @@ def _stage_app() -> typer.Typer:
 
     @stage.command()
     def load(path: Path) -> None:
-        from gradscope.cli._errors import user_errors
+        from gradscope.cli._errors import check_run_files, user_errors
         from gradscope.report.build import analyze_run
 
-        with user_errors():
+        with user_errors():  # what ``gradscope analyze`` does before drawing
+            check_run_files([path])
             analyze_run(path)
 
     return stage

@@ -114,8 +114,8 @@ def run_kills(tmp: Path, trials: int = 36, seed: int = 15) -> list[dict]:
             if overwrite:
                 shutil.copyfile(good, path)
             # a third around the first step, where the file is created; the rest anywhere
-            delay = rng.uniform(0.5 * first, 1.1 * first) if i % 3 == 0 else rng.uniform(
-                0, duration
+            delay = (
+                rng.uniform(0.5 * first, 1.1 * first) if i % 3 == 0 else rng.uniform(0, duration)
             )
             pid = start(path, i, overwrite)
             time.sleep(delay)
