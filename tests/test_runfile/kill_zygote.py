@@ -3,7 +3,7 @@ run per request, so each of many kills costs a fork instead of a Python start-up
 
 Reads lines ``<run file> <seed> <overwrite 0|1>`` on stdin; for each forks a child that
 trains a small MLP with Adam under a Recorder (``flush_every=8``, subsamples, full dumps
-every 25 steps) for 150 steps, appending each finished step number to ``<run file>.progress``
+every 25 steps) for 80 steps, appending each finished step number to ``<run file>.progress``
 (unbuffered, so the parent knows which steps training had passed when it killed the child),
 and prints ``pid <pid>`` for it. Children are reaped automatically.
 """
@@ -21,7 +21,7 @@ import gradscope  # noqa: F401 - imported before forking
 from gradscope.record import Recorder
 
 FLUSH_EVERY = 8
-STEPS = 150
+STEPS = 80
 
 
 def _train(path: str, seed: int, overwrite: bool) -> None:

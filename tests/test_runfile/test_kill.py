@@ -27,7 +27,7 @@ from gradscope.runfile import RunFile
 ZYGOTE = Path(__file__).with_name("kill_zygote.py")
 ROOT = Path(__file__).resolve().parents[2]
 FLUSH_EVERY = 8
-STEPS = 150
+STEPS = 80
 
 
 def _progress(path: Path) -> int | None:
@@ -65,7 +65,7 @@ def _read_everything(run: RunFile) -> int:
     return n
 
 
-def run_kills(tmp: Path, trials: int = 36, seed: int = 15) -> list[dict]:
+def run_kills(tmp: Path, trials: int = 40, seed: int = 15) -> list[dict]:
     """Kill ``trials`` runs; return one outcome record per trial."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     zyg = subprocess.Popen(
