@@ -1,7 +1,10 @@
 """Recorder overhead: recorded step time / plain step time (interleaved runs, medians).
 
 Run: ``python benchmarks/recorder_overhead.py [--steps 60] [--repeats 5] [--threads 1]``.
-Modes (all record every optimizer step of torch.optim.Adam unless named otherwise):
+Modes (all record every optimizer step of torch.optim.Adam unless ``--optimizer`` names
+another: ``torch-rmsprop`` goes through an exact torch adapter, ``lion`` (written below, as
+a user would) through the generic path, which copies the parameters before each recorded
+step to form the update):
 
 * ``introspect-only``: the hooks and ``introspect.last_step`` (which computes stepsize and
   update for torch's Adam), no statistics: the floor under every other mode;
@@ -68,8 +71,32 @@ def cnn() -> nn.Module:
 MODELS = {"mlp": (mlp, 128), "cnn": (cnn, 64)}
 
 
+class Lion(torch.optim.Optimizer):
+    """Lion (Chen et al., "Symbolic Discovery of Optimization Algorithms"), a user's version."""
+
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0):  # noqa: ANN001
+        super().__init__(params, {"lr": lr, "betas": betas, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001, ANN201
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                if not st:
+                    st["exp_avg"] = torch.zeros_like(p)
+                m = st["exp_avg"]
+                c = m.mul(b1).add_(p.grad, alpha=1 - b1).sign_()
+                p.mul_(1 - group["lr"] * group["weight_decay"]).add_(c, alpha=-group["lr"])
+                m.mul_(b2).add_(p.grad, alpha=1 - b2)
+
+
 OPTIMIZERS = {
     "torch-adam": lambda p: torch.optim.Adam(p, lr=1e-3),
+    "torch-rmsprop": lambda p: torch.optim.RMSprop(p, lr=1e-3),
+    "lion": lambda p: Lion(p, lr=1e-4),
     "gradscope-adam": lambda p: gradscope.optim.Adam(p, lr=1e-3),
     "gradscope-aida": lambda p: gradscope.optim.Aida(p, lr=1e-3),
 }

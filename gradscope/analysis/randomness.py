@@ -1,9 +1,11 @@
-"""Cosine randomness test of successive gradients and updates (seed 001, corrected, spec 8).
+"""Cosine randomness test of successive gradients and updates (docs/analysis.md, section 2).
 
 Under "independent, one of them isotropic" the cosine of two vectors in R^n has the exact
 law C_n; the p-values come from :mod:`gradscope.theory` (t_{n-1} tails, log-space for huge
-n), are adjusted across layers per step by Benjamini-Hochberg, and the seed's threshold
-``sqrt(log n / n)`` is reported beside the exact critical value with its true FPR.
+n), are adjusted across layers per step by Benjamini-Hochberg, and the rule
+``|cos| > sqrt(log n / n)`` of Zhang, Qiao, Lopotenco and Pan ("Understanding Stochastic
+Optimization Behavior at the Layer Update Level", AAAI student abstract) is reported beside
+the exact critical value with its true false-positive rate.
 """
 
 from __future__ import annotations
@@ -13,22 +15,28 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-from scipy import integrate
+from scipy import integrate, stats
 
 from gradscope import theory
-from gradscope.analysis.results import RandomnessResult
+from gradscope.analysis.results import RandomnessResult, SignificanceTrend
 
-__all__ = ["cosine_randomness", "momentum_note"]
-
-_MOMENTUM_NOTE = (
-    "updates of a momentum method: cos(m_t, m_(t-1)) is near beta1={beta1:g} for pure noise, "
-    "so the isotropic null does not apply; p-values are shown for reference only"
-)
+__all__ = ["cosine_randomness", "momentum_note", "significance_trend", "sqrt_log_threshold"]
 
 
-def momentum_note(beta1: float) -> str:
+def sqrt_log_threshold(n: npt.ArrayLike) -> np.ndarray:
+    """Zhang et al.'s rule: ``|cos| > sqrt(log n / n)`` calls two vectors in R^n non-random."""
+    n = np.asarray(n, dtype=float)
+    return np.sqrt(np.log(n) / n)
+
+
+def momentum_note(beta1: float, layers: Sequence[str] = ()) -> str:
     """Why the isotropic null is not applied to updates of a momentum method."""
-    return _MOMENTUM_NOTE.format(beta1=beta1)
+    where = f" in {', '.join(layers)}" if layers else ""
+    return (
+        f"updates of a momentum method{where}: cos(m_t, m_(t-1)) is near beta1={beta1:g} for "
+        "pure noise, so the isotropic null does not apply there; p-values are shown for "
+        "reference only"
+    )
 
 
 def _bh_rows(p: np.ndarray) -> np.ndarray:
@@ -51,7 +59,7 @@ def cosine_randomness(
     *,
     quantity: str = "grad",
     alpha: float = 0.05,
-    momentum: float = 0.0,
+    momentum: float | npt.ArrayLike = 0.0,
 ) -> RandomnessResult:
     """Exact test of each recorded cosine between successive rows, FDR across layers.
 
@@ -63,8 +71,10 @@ def cosine_randomness(
         layers: names, input -> output.
         quantity: ``"grad"`` or ``"update"``.
         alpha: FDR level per step.
-        momentum: beta1 of the optimizer; for ``quantity="update"`` and ``momentum > 0`` the
-            result has ``null_applies=False`` and nothing is flagged.
+        momentum: beta1 (or SGD momentum) of each layer's own group: a scalar, ``(L,)``,
+            or ``(T, L)`` per row (NaN counts as 0). For ``quantity="update"`` a layer with
+            momentum > 0 at a row is not tested there (left out of the FDR, never flagged);
+            ``null_applies`` is False for layers where that happens at any row.
 
     Returns:
         A :class:`RandomnessResult`; combine chunks with ``concat_rows``.
@@ -75,6 +85,14 @@ def cosine_randomness(
         raise ValueError(f"cosine {c.shape} must be (T, {len(layers)}) with one size per layer")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    try:
+        mom = np.broadcast_to(np.asarray(momentum, dtype=float), c.shape)
+    except ValueError:
+        raise ValueError(
+            f"momentum {np.shape(momentum)} must be a scalar, (L,) or (T, L) for {c.shape}"
+        ) from None
+    mom = np.where(np.isfinite(mom), mom, 0.0)
+    applies_row = np.ones(c.shape, dtype=bool) if quantity != "update" else mom <= 0
     testable = n > 1
     cc = np.where(testable, np.clip(c, -1.0, 1.0), np.nan)
     with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -83,13 +101,18 @@ def cosine_randomness(
         warnings.simplefilter("ignore", category=integrate.IntegrationWarning)
         log10p = np.where(np.isfinite(cc), theory.cosine_log10_pvalue(cc, n), np.nan)
     p = np.where(np.isnan(log10p), np.nan, 10.0**log10p)
-    q = _bh_rows(p)
-    applies = not (quantity == "update" and momentum > 0)
-    nonrandom = (q < alpha) & applies
+    q = _bh_rows(np.where(applies_row, p, np.nan))
+    nonrandom = (q < alpha) & applies_row
     tested = np.isfinite(p)
     nn = np.where(testable, n, 2.0)
-    seed_tau = np.where(testable, theory.seed_threshold(nn), np.nan)
-    seed_hit = (np.abs(cc) > seed_tau) & tested & applies
+    tau = np.where(testable, sqrt_log_threshold(nn), np.nan)
+    rule_hit = (np.abs(cc) > tau) & tested & applies_row
+    applies = applies_row.all(axis=0)
+    off = [name for name, ok in zip(layers, applies) if not ok]
+    note = ""
+    if off:
+        top = float(np.max(np.where(applies_row, 0.0, mom)))
+        note = momentum_note(top, off if len(off) < len(layers) else ())
     return RandomnessResult(
         quantity=quantity,
         layers=tuple(layers),
@@ -102,11 +125,38 @@ def cosine_randomness(
         nonrandom=nonrandom,
         n_tested=tested.sum(axis=0),
         n_nonrandom=nonrandom.sum(axis=0),
-        n_seed_nonrandom=seed_hit.sum(axis=0),
+        n_sqrt_log_nonrandom=rule_hit.sum(axis=0),
+        cosine_sum=np.where(tested, cc, 0.0).sum(axis=0),
         alpha=float(alpha),
         critical_value=np.where(testable, theory.cosine_critical_value(nn, alpha), np.nan),
-        seed_threshold=seed_tau,
-        seed_fpr=np.where(testable, theory.seed_threshold_fpr(nn), np.nan),
+        sqrt_log_threshold=tau,
+        # exact two-sided false-positive rate of the rule: P(|C_n| > tau) under the null
+        sqrt_log_threshold_fpr=np.where(testable, theory.cosine_pvalue(tau, nn), np.nan),
         null_applies=applies,
-        note="" if applies else momentum_note(momentum),
+        note=note,
+    )
+
+
+def significance_trend(res: RandomnessResult) -> SignificanceTrend:
+    """Spearman rank correlation of each layer's non-random fraction with size and depth.
+
+    Only layers where the null applies and something was tested take part; with fewer than
+    3 such layers, or a constant fraction or size, the correlation is NaN.
+    """
+    f = np.asarray(res.fraction_nonrandom, dtype=float)
+    depth = np.arange(f.size, dtype=float)
+    ok = np.isfinite(f) & np.asarray(res.null_applies, dtype=bool) & (res.n_tested > 0)
+    out = {"size": (np.nan, np.nan), "depth": (np.nan, np.nan)}
+    if ok.sum() >= 3 and np.ptp(f[ok]) > 0:
+        for key, other in (("size", res.sizes.astype(float)), ("depth", depth)):
+            if np.ptp(other[ok]) > 0:
+                r = stats.spearmanr(f[ok], other[ok])
+                out[key] = (float(r.statistic), float(r.pvalue))
+    return SignificanceTrend(
+        quantity=res.quantity,
+        n_layers=int(ok.sum()),
+        rho_size=out["size"][0],
+        p_size=out["size"][1],
+        rho_depth=out["depth"][0],
+        p_depth=out["depth"][1],
     )

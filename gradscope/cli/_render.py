@@ -106,6 +106,7 @@ def render_info(info, *, as_json: bool = False) -> None:  # noqa: ANN001 - repor
         ("subsampled", ", ".join(info.sample_quantities) or "none"),
         ("subsample rows", info.n_sample_rows),
         ("full dumps", info.n_full_dumps),
+        *((f"no {q}", why) for q, why in getattr(info, "unavailable", {}).items()),
     ):
         table.add_row(k, _t(v))
     console.print(table, markup=False)

@@ -30,6 +30,31 @@ def parse_steps(text: str | None) -> tuple[int | None, int | None] | None:
     return a, b
 
 
+def parse_fit_steps(text: str | None) -> list[int] | None:
+    """``"1,2,3,5"`` -> ``[1, 2, 3, 5]`` (optimizer steps t >= 1); empty -> the default."""
+    if not text:
+        return None
+    try:
+        out = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--fit-steps must look like 1,2,3,10, got {text!r}") from None
+    if not out or min(out) < 1:
+        raise ValueError(f"--fit-steps needs optimizer steps >= 1, got {text!r}")
+    return out
+
+
+def parse_fit_layers(text: str | None) -> str | list[str] | None:
+    """``"all"`` or ``"NAME,NAME"`` -> what the report's ``fit_layers`` takes; empty -> default."""
+    if not text:
+        return None
+    if text.strip() == "all":
+        return "all"
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    if not names:
+        raise ValueError(f"--fit-layers must be 'all' or layer names, got {text!r}")
+    return names
+
+
 def expand_paths(paths: list[Path]) -> list[Path]:
     """Expand glob patterns the shell left alone (quoted, or on Windows), sorted."""
     out: list[Path] = []
@@ -69,6 +94,30 @@ def analyze(
     formats: Annotated[
         list[str] | None, typer.Option("--format", "-f", help="Figure format: png, svg, pdf.")
     ] = None,
+    fit_steps: Annotated[
+        str | None,
+        typer.Option(
+            "--fit-steps",
+            help="Optimizer steps t of the update fits, e.g. 1,2,3,5,10,20,50,100 "
+            "[default: 1, 2, 3, 10, 100, ... where recorded]; t = 1 gets the two-point check.",
+        ),
+    ] = None,
+    fit_layers: Annotated[
+        str | None,
+        typer.Option(
+            "--fit-layers",
+            help="'all' (every layer with >= 256 coordinates) or NAME,NAME,... (exactly "
+            "those) [default: the 4 largest layers].",
+        ),
+    ] = None,
+    keep_dead: Annotated[
+        bool,
+        typer.Option(
+            "--keep-dead",
+            help="Keep dead coordinates (stepsize at the eps cap, or a gradient zero at every "
+            "sampled row so far) in the update fits.",
+        ),
+    ] = False,
 ) -> None:
     """Analyse a run: stepsizes, randomness tests, update laws; write an HTML report."""
     from gradscope.cli._render import progress_bar, render_report_summary
@@ -85,6 +134,13 @@ def analyze(
             stem = run_stem(files[0])
             out = out if out is not None else files[0].with_name(f"{stem}_report")
             path = merge_ranks(files, out / f"{stem}.merged.h5")
+        fit = {}
+        if fit_steps:
+            fit["fit_steps"] = parse_fit_steps(fit_steps)
+        if fit_layers:
+            fit["fit_layers"] = parse_fit_layers(fit_layers)
+        if keep_dead:
+            fit["exclude_dead"] = False
         report = build(
             path,
             out,
@@ -92,8 +148,21 @@ def analyze(
             steps=parse_steps(steps),
             formats=tuple(formats) if formats else ("png", "svg"),
             progress=advance,
+            **fit,
         )
     render_report_summary(report)
+    render_verdicts(report.analysis.verdicts)
+
+
+def render_verdicts(verdicts: dict[str, str]) -> None:
+    """Print each section's verdict (text from the report; control characters removed)."""
+    from rich.text import Text
+
+    from gradscope.cli._render import console
+
+    for key, text in verdicts.items():
+        clean = "".join(ch for ch in f"{key}: {text}" if ch.isprintable())
+        console.print(Text(clean))
 
 
 def register(app: typer.Typer) -> None:

@@ -21,23 +21,43 @@ def compare(
     formats: Annotated[
         list[str] | None, typer.Option("--format", "-f", help="Figure format: png, svg, pdf.")
     ] = None,
+    fit_steps: Annotated[
+        str | None,
+        typer.Option("--fit-steps", help="Optimizer steps t of the update fits, e.g. 2,3,10."),
+    ] = None,
+    fit_layers: Annotated[
+        str | None,
+        typer.Option("--fit-layers", help="'all' or NAME,NAME,... [default: 4 largest]."),
+    ] = None,
 ) -> None:
     """Overlay the analyses of several runs and print their headline numbers side by side."""
     from gradscope.cli._render import progress_bar, render_comparison_table
-    from gradscope.cli.analyze import parse_steps
+    from gradscope.cli.analyze import (
+        parse_fit_layers,
+        parse_fit_steps,
+        parse_steps,
+        render_verdicts,
+    )
     from gradscope.report.compare import compare_runs
 
     with user_errors():
         check_run_files(paths)
     with user_errors(), progress_bar() as advance:
+        fit = {}
+        if fit_steps:
+            fit["fit_steps"] = parse_fit_steps(fit_steps)
+        if fit_layers:
+            fit["fit_layers"] = parse_fit_layers(fit_layers)
         result = compare_runs(
             paths,
             out,
             steps=parse_steps(steps),
             formats=tuple(formats) if formats else ("png", "svg"),
             progress=advance,
+            **fit,
         )
     render_comparison_table(result)
+    render_verdicts({f"pair {i + 1}": v for i, v in enumerate(result.verdicts)})
 
 
 def register(app: typer.Typer) -> None:

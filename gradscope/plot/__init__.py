@@ -1,4 +1,4 @@
-"""Figures: functions that draw analysis results and compute nothing (Rule 8).
+"""Figures: functions that draw analysis results and compute nothing.
 
 Each takes result records from :mod:`gradscope.analysis` (one, or several runs to overlay)
 and returns a matplotlib Figure drawn under :func:`gradscope.plot.style.theme`.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 
 from gradscope.analysis.results import ExamplewiseProfile
-from gradscope.plot.style import figure, palette
+from gradscope.plot.style import figure, log_scale, palette
 
 __all__ = ["draw_examplewise"]
 
@@ -32,20 +32,19 @@ def draw_examplewise(profile: ExamplewiseProfile) -> Figure:
     for k, (y, label, ls) in enumerate(tests):
         ax[0, 2].plot(p.steps, y, color=palette(3)[k], ls=ls, lw=1.2, marker=mk, label=label)
     ax[0, 2].axhline(p.theta, color="0.3", lw=0.8, label=f"theta = {p.theta:g}")
+    for a in ax[0]:
+        log_scale(a)
     ax[0, 0].set(
-        yscale="log",
         xlabel="optimizer step",
         ylabel="GSNR (mean of gbar_i^2 / Var_b g_b,i)",
         title="gradient signal-to-noise ratio",
     )
     ax[0, 1].set(
-        yscale="log",
         xlabel="optimizer step",
         ylabel="sum_i Var_b g_b,i",
         title="per-example gradient variance",
     )
     ax[0, 2].set(
-        yscale="log",
         xlabel="optimizer step",
         ylabel="smallest constant that passes",
         title="batch-size tests (whole network)",

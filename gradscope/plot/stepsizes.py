@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from gradscope.analysis.results import StepsizeProfile, StepsizeRange
-from gradscope.plot.style import figure, palette
+from gradscope.plot.style import figure, log_scale, palette
 
 __all__ = ["draw_stepsize_profile", "draw_stepsize_range"]
 
@@ -41,8 +41,9 @@ def draw_stepsize_profile(
         err = p.std[-1] if len(p.steps) else None
         ax[0, 2].errorbar(depth, last, yerr=err, fmt="o-", color=c, capsize=2, label=name or None)
         ax[0, 2].set_xticks(depth, [str(x) for x in depth])
+    for a in (ax[0, 0], ax[0, 2]):
+        log_scale(a)
     ax[0, 0].set(
-        yscale="log",
         xlabel="optimizer step",
         ylabel="stepsize u (mean ± std)",
         title="within-layer stepsize",
@@ -53,7 +54,6 @@ def draw_stepsize_profile(
         title="compactness across layers",
     )
     ax[0, 2].set(
-        yscale="log",
         xlabel="layer depth (0 = input)",
         ylabel="stepsize u (last step)",
         title="depth profile",
@@ -79,8 +79,8 @@ def draw_stepsize_range(
             ax[0, 0].plot(p.steps, p.max[:, i], color=cols[i], lw=1.1, label=lab)
             ax[0, 0].plot(p.steps, p.min[:, i], color=cols[i], lw=1.1, ls="--")
             ax[0, 1].plot(p.steps, p.spread[:, i], color=cols[i], lw=1.1)
+    log_scale(ax[0, 0])
     ax[0, 0].set(
-        yscale="log",
         xlabel="optimizer step",
         ylabel="stepsize u (max solid, min dashed)",
         title="stepsize range per layer",

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-__all__ = ["figure", "palette", "png_bytes", "save", "svg_text", "theme"]
+__all__ = ["figure", "log_scale", "palette", "png_bytes", "save", "svg_text", "theme"]
 
 
 def palette(n: int) -> list[tuple[float, float, float]]:
@@ -40,6 +40,27 @@ def figure(
     fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     return fig, axes
+
+
+def log_scale(ax: object, axis: str = "y") -> None:
+    """Log scale on ``axis`` when the drawn data have a positive finite value, else linear.
+
+    A run with NaN or infinite values (or none at all) still gets its figure: a log axis
+    over no positive data is what makes matplotlib refuse to draw.
+    """
+    import numpy as np
+
+    vals = []
+    for line in ax.get_lines():  # type: ignore[attr-defined]
+        d = line.get_ydata() if axis == "y" else line.get_xdata()
+        vals.append(np.asarray(d, dtype=float).ravel())
+    for coll in ax.collections:  # type: ignore[attr-defined]
+        for path in coll.get_paths():
+            v = path.vertices[:, 1 if axis == "y" else 0]
+            vals.append(np.asarray(v, dtype=float))
+    v = np.concatenate(vals) if vals else np.zeros(0)
+    if np.any(np.isfinite(v) & (v > 0)):
+        (ax.set_yscale if axis == "y" else ax.set_xscale)("log")  # type: ignore[attr-defined]
 
 
 def save(fig: Figure, stem: str | Path, formats: Sequence[str] = ("png", "svg")) -> list[Path]:

@@ -25,6 +25,15 @@ def draw_update_fits(fits: Sequence[UpdateFit], ncols: int = 4) -> Figure:
         a = ax[k // ncols, k % ncols]
         a.stairs(f.density, f.edges, fill=True, alpha=0.5, color=col[0], label="recorded")
         a.plot(f.grid, f.pdf, color=col[1], lw=1.4, label="exact law")
+        if f.noncentral is not None:
+            a.plot(
+                f.noncentral.grid,
+                f.noncentral.pdf,
+                color=col[1],
+                ls="--",
+                lw=1.2,
+                label="non-central law",
+            )
         flags = [
             s
             for s, on in (
@@ -34,11 +43,14 @@ def draw_update_fits(fits: Sequence[UpdateFit], ncols: int = 4) -> Figure:
             )
             if on
         ]
+        nc = "" if f.noncentral is None else f" (non-central {f.noncentral.ks_distance:.3f})"
+        dead = f", {f.n_dead} dead out" if f.n_dead and f.dead_excluded else ""
         a.set_title(
-            f"{f.layer} t={f.t}\nKS={f.ks_distance:.3f} {' '.join(flags)}", fontsize="small"
+            f"{f.layer} t={f.t}{dead}\nKS={f.ks_distance:.3f}{nc} {' '.join(flags)}",
+            fontsize="small",
         )
         a.set(xlabel="update per unit lr, -Δ/lr", ylabel="density")
-        if k == 0:
+        if k == 0 or f.noncentral is not None:
             a.legend(fontsize="x-small")
     for k in range(len(fits), nrows * ncols):
         ax[k // ncols, k % ncols].set_visible(False)

@@ -3,8 +3,10 @@
     trainer = lightning.Trainer(callbacks=[GradscopeCallback("run.h5", every=10)])
 
 The callback creates the Recorder when fitting starts (model = the LightningModule,
-optimizer = the one the module configured) and closes it when fitting ends or fails. The
-loss reaches the run file through the closure Lightning passes to ``optimizer.step``.
+optimizers = every one the module configured, their param groups numbered globally) and
+closes it when fitting ends or fails. The loss reaches the run file through the closure
+Lightning passes to ``optimizer.step`` (automatic optimization); with manual optimization
+call ``callback.recorder.log_loss(loss)`` in ``training_step``.
 Importing this module needs ``lightning`` (or the older ``pytorch_lightning``).
 """
 
@@ -13,7 +15,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from gradscope.errors import UnsupportedOptimizerError
 from gradscope.record.recorder import Recorder
 
 try:
@@ -38,14 +39,9 @@ class GradscopeCallback(Callback):
         self.recorder: Recorder | None = None
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        """Attach the recorder to the module and its (single) optimizer."""
-        optimizers = trainer.optimizers
-        if len(optimizers) != 1:
-            raise UnsupportedOptimizerError(
-                f"GradscopeCallback records exactly one optimizer; this module configured "
-                f"{len(optimizers)}: use gradscope.Recorder directly for each"
-            )
-        self.recorder = Recorder(pl_module, optimizers[0], self.path, **self.recorder_kwargs)
+        """Attach the recorder to the module and every optimizer it configured."""
+        optimizers = list(trainer.optimizers)
+        self.recorder = Recorder(pl_module, optimizers, self.path, **self.recorder_kwargs)
 
     def _close(self) -> None:
         if self.recorder is not None:

@@ -10,8 +10,12 @@ Usage::
             optimizer.step()            # recording happens in the step hooks
             optimizer.zero_grad()
 
-What the optimizer did is read through :mod:`gradscope.optim.introspect` (Rule 4): the
-recorder never re-derives optimizer math. Reductions run on the parameters' device and are
+Several optimizers at once (Muon for the matrices, AdamW for the rest) are passed as a
+sequence: ``Recorder(model, [muon, adamw], path)``. A row is complete when each of them has
+stepped once; its ``/step`` is the first optimizer's own t.
+
+What the optimizer did is read through :mod:`gradscope.optim.introspect`: the recorder
+never re-derives optimizer math. Reductions run on the parameters' device and are
 copied to the host once per recorded step; a writer thread appends them to the run file.
 """
 
@@ -24,7 +28,7 @@ import platform
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,8 @@ import gradscope
 from gradscope import examplewise as ew
 from gradscope.errors import GradscopeError, RunFileError, UnsupportedLayerError
 from gradscope.optim import introspect
+from gradscope.optim import torch_adapters as TA
+from gradscope.optim._core import TrackedOptimizer
 from gradscope.record import schedules as sched
 from gradscope.record import summaries as sm
 from gradscope.runfile import schema as S
@@ -65,8 +71,12 @@ class Recorder:
     Args:
         model: the model whose parameters the optimizer updates (a ``DistributedDataParallel``
             wrapper is unwrapped). Supplies the layer names and the input-to-output order.
-        optimizer: a ``torch.optim.Optimizer`` that :mod:`gradscope.optim.introspect` can read
-            (gradscope's optimizers, ``torch.optim.Adam``/``AdamW``/``SGD``).
+        optimizer: any ``torch.optim.Optimizer`` (gradscope's report their stepsize from
+            their own step; torch's Adam, AdamW, SGD, Adagrad, RMSprop, Adamax, NAdam, RAdam,
+            Adadelta and Adafactor through exact adapters; any other through the generic
+            path of :mod:`gradscope.optim.torch_adapters`, without a stepsize), or a
+            sequence of them. Param groups are numbered globally (the optimizers' groups
+            concatenated); accelerate's ``AcceleratedOptimizer`` is unwrapped.
         path: run file to create.
         every: summary schedule: an int period or a ``step -> bool`` function
             (:mod:`gradscope.record.schedules`). A summary row holds per-layer statistics of
@@ -79,9 +89,13 @@ class Recorder:
         full_every: schedule of full-tensor dumps (default never).
         examplewise_every: steps on which :meth:`record_examplewise` computes and records;
             ``None`` (default): whenever it is called.
-        quantities: quantities with statistics and histograms.
-        sample_quantities: quantities whose subsample is stored.
-        full_quantities: quantities stored in full dumps.
+        quantities: quantities with statistics and histograms; default ``None``: every
+            quantity the optimizer defines (the core ones among grad, exp_avg, exp_avg_sq,
+            stepsize, update, param, then each other state entry under its own key, e.g.
+            ``square_avg``, ``row_var``). Requested ones it lacks are left out and listed in
+            the metadata with the reason (``run.unavailable``).
+        sample_quantities: quantities whose subsample is stored (core quantities only).
+        full_quantities: quantities stored in full dumps (core quantities only).
         cosine: store cosines between successive recorded gradients and updates (keeps a
             float32 copy of both on the device).
         seed: seed of the subsample indices.
@@ -99,13 +113,13 @@ class Recorder:
     Raises:
         RunFileError: the path exists and ``overwrite`` is false.
         UnsupportedLayerError: a parameter the recorder cannot cover (named in the message).
-        UnsupportedOptimizerError: an optimizer introspection cannot read.
+        UnsupportedOptimizerError: an object that is not a ``torch.optim.Optimizer``.
     """
 
     def __init__(
         self,
         model: nn.Module,
-        optimizer: torch.optim.Optimizer,
+        optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
         path: str | os.PathLike[str],
         every: int | sched.Schedule = 1,
         *,
@@ -114,7 +128,7 @@ class Recorder:
         sample_every: int | sched.Schedule | None | str = "same",
         full_every: int | sched.Schedule | None = None,
         examplewise_every: int | sched.Schedule | None = None,
-        quantities: Iterable[str] = S.QUANTITIES,
+        quantities: Iterable[str] | None = None,
         sample_quantities: Iterable[str] = ("grad", "update", "stepsize"),
         full_quantities: Iterable[str] = ("grad", "update", "stepsize"),
         cosine: bool = True,
@@ -141,16 +155,20 @@ class Recorder:
         self.examplewise_schedule = (
             None if examplewise_every is None else sched.as_schedule(examplewise_every)
         )
-        self.quantities = _check_quantities(quantities, "quantities")
+        self._requested = None if quantities is None else _check_names(quantities)
+        self.quantities: tuple[str, ...] = (
+            tuple(q for q in S.QUANTITIES if q in self._requested)
+            if self._requested is not None
+            else S.QUANTITIES
+        )  # final once the first recorded step shows what the optimizer holds
         self.sample_quantities = _check_quantities(sample_quantities, "sample_quantities")
         self.full_quantities = _check_quantities(full_quantities, "full_quantities")
         if sample == 0:
             self.sample_quantities = ()
         if full_every is None:
             self.full_quantities = ()
-        self.cosine_quantities = (
-            tuple(q for q in S.COSINE_QUANTITIES if q in self.quantities) if cosine else ()
-        )
+        self._cosine = cosine
+        self.cosine_quantities: tuple[str, ...] = ()
         self.sample = sample
         self.seed = seed
         self.strict = strict
@@ -162,7 +180,11 @@ class Recorder:
             "overwrite": overwrite,
             "compression": compression,
         }
-        self.optimizer = optimizer
+        self.optimizers = _as_optimizers(optimizer)
+        #: the first optimizer (the one whose step numbers the rows)
+        self.optimizer = self.optimizers[0]
+        self._groups_all = [g for opt in self.optimizers for g in opt.param_groups]
+        self._group_opt = [k for k, opt in enumerate(self.optimizers) for _ in opt.param_groups]
         self.model = _unwrap(model)
         self.rank, self.world_size = _dist_rank()
         self.path = Path(path)
@@ -172,13 +194,17 @@ class Recorder:
             )
         self.active = per_rank or self.rank == 0
 
-        self._params, self._names, self._groups = _collect_params(self.model, optimizer)
+        self._params, self._names, self._groups = _collect_params(self.model, self.optimizers)
+        self._opt_of = [self._group_opt[g] for g in self._groups]  # per optimizer parameter
         self._handles: list[Any] = []
         self._forward_seen: dict[int, int] = {}
         self._step = 0
         self._plan: _Plan | None = None
         self._tracking: bool | None = None
         self._pending_loss: torch.Tensor | float | None = None
+        self._n_losses = 0
+        self._stepped: set[int] = set()  # optimizers that stepped in the current row
+        self._collected: list[Any] = []
         self._writer: RunWriter | None = None
         self._failed = False
         self._closed = False
@@ -187,8 +213,6 @@ class Recorder:
             return
         # refuses an existing path without overwrite, and one another writer holds
         check_replaceable(self.path, overwrite)
-        introspect.track(optimizer, False)  # raises UnsupportedOptimizerError early
-        self._tracking = False
         if not _writable_dir(self.path.parent):
             why = (
                 "directory not writable"
@@ -200,12 +224,16 @@ class Recorder:
         self._register_forward_order()
         # When the user compiles a function that calls ``optimizer.step()``, dynamo would trace
         # these hooks (file I/O, host copies): run them eagerly instead, one graph break each.
-        self._handles.append(
-            optimizer.register_step_pre_hook(torch.compiler.disable(self._pre_hook))
-        )
-        self._handles.append(
-            optimizer.register_step_post_hook(torch.compiler.disable(self._post_hook))
-        )
+        for opt in self.optimizers:
+            self._handles.append(opt.register_step_pre_hook(torch.compiler.disable(self._pre_hook)))
+            self._handles.append(
+                opt.register_step_post_hook(torch.compiler.disable(self._post_hook))
+            )
+        # after our pre-hook: the snapshot hook of the generic path then sees this step's
+        # tracking decision
+        for opt in self.optimizers:
+            introspect.track(opt, False)
+        self._tracking = False
 
     # ------------------------------------------------------------------ public
     @property
@@ -221,11 +249,19 @@ class Recorder:
     def log_loss(self, loss: torch.Tensor | float) -> None:
         """Attach ``loss`` to the next optimizer step (call it before ``optimizer.step()``).
 
-        A tensor is kept on its device (no host sync) and copied with the step's summaries.
-        The loss returned by a closure passed to ``optimizer.step(closure)`` is logged
-        automatically.
+        With gradient accumulation call it once per micro-batch: the step's row gets the
+        mean over its micro-batches. A tensor is kept on its device (no host sync) and
+        copied with the step's summaries. The loss returned by a closure passed to
+        ``optimizer.step(closure)`` is logged automatically (it replaces logged ones).
         """
-        self._pending_loss = loss.detach() if isinstance(loss, torch.Tensor) else float(loss)
+        x = loss.detach().reshape(-1)[0] if isinstance(loss, torch.Tensor) else float(loss)
+        if self._pending_loss is None:
+            self._pending_loss = x.clone() if isinstance(x, torch.Tensor) else x
+        elif isinstance(self._pending_loss, torch.Tensor) or isinstance(x, torch.Tensor):
+            self._pending_loss = torch.as_tensor(self._pending_loss) + x
+        else:
+            self._pending_loss = self._pending_loss + x
+        self._n_losses += 1
 
     def record_examplewise(
         self,
@@ -300,11 +336,20 @@ class Recorder:
         """Remove the hooks, write what is left and close the file. Idempotent."""
         if self._closed:
             return
+        if self._stepped and self.recording:
+            try:
+                self._finish_step()  # a row whose other optimizers never stepped
+            except Exception as exc:  # noqa: BLE001 - see _fail
+                self._fail(exc)
         self._closed = True
         self._remove_hooks()
-        if self._tracking:
+        for opt in self.optimizers:
             try:
-                introspect.track(self.optimizer, False)
+                if isinstance(opt, TrackedOptimizer):
+                    if self._tracking:
+                        introspect.track(opt, False)
+                else:
+                    TA.untrack(opt)
             except GradscopeError:
                 pass
         if self._writer is not None:
@@ -365,21 +410,14 @@ class Recorder:
         if not self.recording:
             return None
         try:
-            t = self._step + 1
-            s = self.schedule(t)
-            plan = _Plan(
-                summary=s,
-                hist=s and self.hist_schedule(t),
-                samples=bool(self.sample_quantities) and self.sample_schedule(t),
-                full=bool(self.full_quantities) and self.full_schedule(t),
-            )
-            self._plan = plan
-            if plan.any != self._tracking:
-                introspect.track(optimizer, plan.any)
-                self._tracking = plan.any
+            if id(optimizer) in self._stepped:
+                self._finish_step()  # it steps again: the others skipped the last row
+            if not self._stepped:
+                self._begin_step()
+            plan = self._plan
             # args[0] is the optimizer itself (torch passes step's full argument list)
             closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
-            if closure is not None and plan.summary:
+            if closure is not None and plan is not None and plan.summary:
                 wrapped = self._wrap_closure(closure)
                 if "closure" in kwargs:
                     return args, {**kwargs, "closure": wrapped}
@@ -388,29 +426,66 @@ class Recorder:
             self._fail(exc)
         return None
 
+    def _begin_step(self) -> None:
+        """Plan the coming row and switch the optimizers' tracking to match it."""
+        t = self._step + 1
+        s = self.schedule(t)
+        plan = _Plan(
+            summary=s,
+            hist=s and self.hist_schedule(t),
+            samples=bool(self.sample_quantities) and self.sample_schedule(t),
+            full=bool(self.full_quantities) and self.full_schedule(t),
+        )
+        self._plan = plan
+        self._collected = []
+        if plan.any != self._tracking:
+            for opt in self.optimizers:
+                introspect.track(opt, plan.any)
+            self._tracking = plan.any
+
     def _wrap_closure(self, closure: Callable[[], Any]) -> Callable[[], Any]:
         @functools.wraps(closure)
         def wrapped() -> Any:
             out = closure()
             if isinstance(out, (torch.Tensor, float, int)):
                 self._pending_loss = out.detach() if isinstance(out, torch.Tensor) else float(out)
+                self._n_losses = 1
             return out
 
         return wrapped
 
     def _post_hook(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
-        self._step += 1
-        loss, self._pending_loss = self._pending_loss, None
-        plan, self._plan = self._plan, None
-        if not self.recording or plan is None or not plan.any:
+        if not self.recording:
+            if optimizer is self.optimizer:
+                self._step += 1
             return
         try:
-            if self._writer is None:
-                self._open()
-            with torch.no_grad():
-                self._record(plan, introspect.last_step(optimizer), loss)
+            self._stepped.add(id(optimizer))
+            plan = self._plan
+            if plan is not None and plan.any:
+                with torch.no_grad():
+                    self._collected.extend(introspect.last_step(optimizer))
+            if len(self._stepped) == len(self.optimizers):
+                self._finish_step()
         except Exception as exc:  # noqa: BLE001 - see _fail
             self._fail(exc)
+
+    def _finish_step(self) -> None:
+        """Count the row and record it (when planned) with what its optimizers reported."""
+        self._step += 1
+        self._stepped = set()
+        loss, self._pending_loss = self._pending_loss, None
+        if loss is not None and self._n_losses > 1:
+            loss = loss / self._n_losses  # the mean over the step's micro-batches
+        self._n_losses = 0
+        plan, self._plan = self._plan, None
+        steps, self._collected = self._collected, []
+        if not self.recording or plan is None or not plan.any:
+            return
+        if self._writer is None:
+            self._open(steps)
+        with torch.no_grad():
+            self._record(plan, steps, loss)
 
     # ------------------------------------------------------------------ failure policy
     def _fail(self, exc: BaseException) -> None:
@@ -446,8 +521,9 @@ class Recorder:
                 pass
 
     # ------------------------------------------------------------------ file
-    def _open(self) -> None:
+    def _open(self, steps: list[Any] | None = None) -> None:
         self._remove_forward_hooks()
+        self._choose_quantities(steps)
         seen = self._forward_seen
         order = sorted(
             range(len(self._params)),
@@ -462,6 +538,7 @@ class Recorder:
                 group=self._groups[i],
                 param_index=i,
                 forward_rank=seen.get(id(self._params[i]), -1),
+                optimizer=self._opt_of[i],
             )
             for i in order
         )
@@ -475,16 +552,17 @@ class Recorder:
         device = self._params[0].device
         self._sample_idx = [torch.as_tensor(ix, device=device) for ix in index]
         hparam_names: dict[str, None] = {}
-        for g in self.optimizer.param_groups:
+        for g in self._groups_all:
             hparam_names.update(dict.fromkeys(S.hparam_values(g)))
         layout = S.Layout(
             layers=layers,
-            n_groups=len(self.optimizer.param_groups),
+            n_groups=len(self._groups_all),
             hparam_names=tuple(hparam_names),
             quantities=self.quantities,
             sample_quantities=self.sample_quantities,
             sample_index=index if self.sample_quantities else (),
             full_quantities=self.full_quantities,
+            hist_specs={q: S.hist_spec(q) for q in self.quantities},
         )
         self._layout = layout
         self._prev = {q: [None] * len(layers) for q in self.cosine_quantities}
@@ -510,11 +588,12 @@ class Recorder:
         self._small_idx = torch.tensor(self._small_cols, **i64)
         self._small_len = torch.tensor([self._n[c] for c in self._small_cols], **i64)
         self._small_ids = sm.segment_ids(self._small_len)
+        self._small_ids32 = self._small_ids.to(torch.int32)
         # per layer: its parameter (for state["step"]) and its group's eps threshold
         self._layer_params = [self._params[i] for i in order]
-        self._eps_threshold = [
-            _eps_threshold(self.optimizer.param_groups[layer.group]) for layer in layers
-        ]
+        self._layer_state = [self.optimizers[self._opt_of[i]].state for i in order]
+        self._first_opt_cols = np.array([self._opt_of[i] == 0 for i in order])
+        self._eps_threshold = [_eps_threshold(self._groups_all[layer.group]) for layer in layers]
         self._big_cols = big
         self._big_idx = torch.tensor(big, **i64)
         # the small layers' previous values, in one buffer; per-layer views share it
@@ -527,18 +606,134 @@ class Recorder:
                 self._prev[q][c] = view
         self._writer = RunWriter(self.path, layout, self._metadata(layers), **self._writer_kw)
 
+    def _choose_quantities(self, steps: list[Any] | None) -> None:
+        """Fix the recorded quantities from what the optimizers define and hold.
+
+        Core quantities come from each optimizer's facts (and, on the generic path, from
+        the moments its state holds); every other state entry gets its own quantity, named
+        by its key (``state_<key>`` where the key is a core name)."""
+        facts = [_facts(opt) for opt in self.optimizers]
+        core: set[str] = set()
+        for f in facts:
+            core.update(f.quantities)
+        state_keys: dict[str, str] = {}
+        for ps in steps or ():
+            for q in ("exp_avg", "exp_avg_sq"):
+                if getattr(ps, q, None) is not None:
+                    core.add(q)
+            for k in getattr(ps, "state", {}) or {}:
+                name = _quantity_name(k)
+                state_keys.setdefault(name, k)
+        available = [q for q in S.QUANTITIES if q in core] + list(state_keys)
+        unavailable: dict[str, str] = {}
+        undefined = [f for f in facts if f.stepsize_undefined]
+        for q in S.QUANTITIES:
+            if q in core:
+                continue
+            if q == "stepsize" and undefined:
+                unavailable[q] = "stepsize undefined for this optimizer: " + "; ".join(
+                    f.stepsize_undefined for f in undefined
+                )
+            else:
+                names = " + ".join(f.name.rsplit(".", 1)[-1] for f in facts)
+                unavailable[q] = f"{names} holds no {q}"
+        partial = {}
+        if undefined and "stepsize" in core:  # several optimizers: some lack it
+            partial["stepsize"] = "stepsize undefined (NaN) on the layers of " + "; ".join(
+                f.stepsize_undefined for f in undefined
+            )
+        if self._requested is None:
+            chosen = available
+        else:
+            chosen = [q for q in available if q in self._requested]
+            for q in self._requested:
+                if q not in available:
+                    unavailable.setdefault(q, f"the optimizer state holds no {q!r}")
+            unavailable = {q: r for q, r in unavailable.items() if q in self._requested}
+            if unavailable:
+                warnings.warn(
+                    "gradscope: not recording "
+                    + "; ".join(f"{q} ({why})" for q, why in unavailable.items()),
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+        self.quantities = tuple(chosen)
+        self._state_key = {q: state_keys[q] for q in chosen if q in state_keys}
+        self.cosine_quantities = (
+            tuple(q for q in S.COSINE_QUANTITIES if q in self.quantities) if self._cosine else ()
+        )
+        self.sample_quantities = tuple(q for q in self.sample_quantities if q in core)
+        self.full_quantities = tuple(q for q in self.full_quantities if q in core)
+        self._facts = facts
+        self._quantity_meta = {
+            "recorded": list(self.quantities),
+            "core": [q for q in S.QUANTITIES if q in self.quantities],
+            "state": dict(self._state_key),
+            "unavailable": unavailable,
+            "partial": partial,
+            "aliases": {k: v for f in facts for k, v in f.aliases.items()},
+            "state_shapes": self._state_shapes(steps),
+        }
+
+    def _state_shapes(self, steps: list[Any] | None) -> dict[str, list[list[int] | None]]:
+        """Per state quantity, each layer's shape of it (``None``: the layer has none)."""
+        col = {id(p): c for c, p in enumerate(self._params)}
+        out: dict[str, list[list[int] | None]] = {
+            q: [None] * len(self._params) for q in self._state_key
+        }
+        for ps in steps or ():
+            st = getattr(ps, "state", {}) or {}
+            for q, k in self._state_key.items():
+                if k in st and id(ps.param) in col:
+                    out[q][col[id(ps.param)]] = list(st[k].shape)
+        return out
+
     def _metadata(self, layers: tuple[S.LayerInfo, ...]) -> dict[str, Any]:
-        opt = self.optimizer
-        groups = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
+        per_opt = [
+            {
+                "class": f"{type(opt).__module__}.{type(opt).__qualname__}",
+                "defaults": _jsonable(opt.defaults),
+                "param_groups": _jsonable(
+                    [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
+                ),
+                "path": f.path,
+                "stepsize": f.stepsize,
+                "stepsize_undefined": f.stepsize_undefined,
+            }
+            for opt, f in zip(self.optimizers, self._facts)
+        ]
+        if len(per_opt) == 1:
+            optimizer = dict(per_opt[0])
+        else:
+            optimizer = {
+                "class": " + ".join(o["class"] for o in per_opt),
+                "defaults": per_opt[0]["defaults"],
+                "param_groups": [g for o in per_opt for g in o["param_groups"]],
+                "path": "several",
+                "stepsize": "; ".join(str(o["stepsize"]) for o in per_opt),
+                "stepsize_undefined": "; ".join(
+                    o["stepsize_undefined"] for o in per_opt if o["stepsize_undefined"]
+                )
+                or None,
+            }
+        optimizer["optimizers"] = per_opt
+        optimizer["group_optimizer"] = list(self._group_opt)
+        optimizer["steps_counted_by"] = (
+            "the first optimizer's own step t (state['step']); one row per training step, "
+            "complete when every optimizer stepped once"
+        )
         return {
             "gradscope_version": gradscope.__version__,
             "torch_version": torch.__version__,
             "python_version": platform.python_version(),
             "command": list(sys.argv),
-            "optimizer": {
-                "class": f"{type(opt).__module__}.{type(opt).__qualname__}",
-                "defaults": _jsonable(opt.defaults),
-                "param_groups": _jsonable(groups),
+            "optimizer": optimizer,
+            "quantities": {
+                **self._quantity_meta,
+                "state_shapes": {
+                    q: [shapes[layer.param_index] for layer in layers]
+                    for q, shapes in self._quantity_meta["state_shapes"].items()
+                },
             },
             "model": {
                 "class": f"{type(self.model).__module__}.{type(self.model).__qualname__}",
@@ -550,6 +745,7 @@ class Recorder:
                         "shape": list(layer.shape),
                         "numel": layer.numel,
                         "group": layer.group,
+                        "optimizer": layer.optimizer,
                         "forward_rank": layer.forward_rank,
                     }
                     for layer in layers
@@ -568,7 +764,9 @@ class Recorder:
                 "sample_quantities": list(self.sample_quantities),
                 "full_quantities": list(self.full_quantities),
                 "cosine_quantities": list(self.cosine_quantities),
-                "stepsize": "u with update = -lr * u * m_hat (lr excluded), as introspect reports",
+                "stepsize": "u with update = -lr * u * m_hat (lr excluded), as introspect reports"
+                if "stepsize" in self.quantities
+                else "not recorded: " + self._quantity_meta["unavailable"].get("stepsize", ""),
                 **{k: v for k, v in self._writer_kw.items() if k != "overwrite"},
             },
             "seed": self.seed,
@@ -589,7 +787,15 @@ class Recorder:
                 )
             by_col[c] = ps
         device = self._params[0].device
-        values = {q: [_value(ps, q) for ps in by_col] for q in S.QUANTITIES}
+        values = {q: [self._value(ps, q) for ps in by_col] for q in self.quantities}
+        for q in ("stepsize",) + S.ZERO_COUNTED:
+            values.setdefault(q, [None] * len(by_col))
+        # coordinates per layer value: the layer size for core quantities (a 0-d value
+        # stands for every coordinate), the state tensor's own size otherwise
+        self._qn = {
+            q: self._n if q in S.QUANTITIES else [1 if v is None else v.numel() for v in values[q]]
+            for q in self.quantities
+        }
 
         # Everything for the host goes into one float64 vector: one device->host copy.
         parts: list[torch.Tensor] = []
@@ -603,7 +809,7 @@ class Recorder:
             flats: dict[str, torch.Tensor] = {}  # the small layers of a quantity, end to end
             for q in self.quantities:
                 small = self._small_values(values[q])
-                for c, (v, n, row) in enumerate(zip(values[q], self._n, self._raw_rows[q])):
+                for c, (v, n, row) in enumerate(zip(values[q], self._qn[q], self._raw_rows[q])):
                     if v is None:
                         row.fill_(float("nan"))
                     elif small is None or c not in self._small_set:
@@ -645,8 +851,11 @@ class Recorder:
             pos += k
 
         layer_step = self._layer_steps(out.get("lstep", {}).get(""))
-        known = layer_step[layer_step >= 0]
-        t = int(known.max()) if known.size else self._step  # the optimizer's own t
+        # the first optimizer's own t (any optimizer's when the first keeps no step)
+        known = layer_step[(layer_step >= 0) & self._first_opt_cols]
+        if not known.size:
+            known = layer_step[layer_step >= 0]
+        t = int(known.max()) if known.size else self._step
         if plan.summary:
             self._write_summary(plan, out, values, loss, t, layer_step)
         if plan.samples:
@@ -689,10 +898,12 @@ class Recorder:
 
     def _layer_step_tensors(self) -> torch.Tensor | None:
         """The layers' ``state["step"]`` values held on an accelerator, for the one copy."""
-        state = self.optimizer.state
         dev = [
             st
-            for st in (state.get(p, {}).get("step") for p in self._layer_params)
+            for st in (
+                state.get(p, {}).get("step")
+                for p, state in zip(self._layer_params, self._layer_state)
+            )
             if isinstance(st, torch.Tensor) and st.device.type != "cpu"
         ]
         if not dev:
@@ -702,16 +913,16 @@ class Recorder:
     def _next_opt_step(self) -> int:
         """The optimizer's t of the coming step (its largest ``state["step"]`` + 1)."""
         state = self.optimizer.state
-        steps = [state.get(p, {}).get("step") for p in self._params]
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        steps = [state.get(p, {}).get("step") for p in params]
         known = [int(float(st)) for st in steps if isinstance(st, (torch.Tensor, int, float))]
         return (max(known) if known else self._step) + 1
 
     def _layer_steps(self, on_device: np.ndarray | None) -> np.ndarray:
         """Each layer's own t (``state["step"]``; -1 when its state has none)."""
-        state = self.optimizer.state
         out = np.full(len(self._layer_params), -1, dtype=np.int64)
         k = 0
-        for c, p in enumerate(self._layer_params):
+        for c, (p, state) in enumerate(zip(self._layer_params, self._layer_state)):
             st = state.get(p, {}).get("step")
             if isinstance(st, torch.Tensor):
                 if st.device.type != "cpu":
@@ -728,7 +939,10 @@ class Recorder:
         if not self._small_cols:
             return None
         small = [values[c] for c in self._small_cols]
-        if any(v is None or v.dim() == 0 for v in small):
+        if any(
+            v is None or v.dim() == 0 or v.numel() != self._n[c]
+            for v, c in zip(small, self._small_cols)
+        ):
             return None
         return small
 
@@ -743,12 +957,13 @@ class Recorder:
             return self._hist(v, n, spec)
 
         if flat is None:
-            return torch.stack([one(v, n) for v, n in zip(values, self._n)])
+            return torch.stack([one(v, n) for v, n in zip(values, self._qn[q])])
         table = torch.empty(len(self._n), spec.n_bins, dtype=torch.int64, device=device)
         if self._big_cols:
-            big = [one(values[c], self._n[c]) for c in self._big_cols]
+            big = [one(values[c], self._qn[q][c]) for c in self._big_cols]
             table.index_copy_(0, self._big_idx, torch.stack(big))
-        table.index_copy_(0, self._small_idx, self._hist.segmented(flat, self._small_len, spec))
+        small = self._hist.segmented(flat, self._small_len, spec, self._small_ids32)
+        table.index_copy_(0, self._small_idx, small)
         return table
 
     def _dots(self, q: str, values: list[Any], flat: torch.Tensor | None) -> torch.Tensor:
@@ -796,13 +1011,11 @@ class Recorder:
         layer_step: np.ndarray,
     ) -> None:
         n_layers = len(self._n)
-        n = np.asarray(self._n, dtype=np.float64)
         qs = self.quantities
+        n = np.concatenate([np.asarray(self._qn[q], dtype=np.float64) for q in qs] or [[]])
         raw = np.stack([out["raw"][q].reshape(n_layers, len(sm.RAW)) for q in qs] or [[]])
         present = np.array([[v is not None for v in values[q]] for q in qs], dtype=bool)
-        moments, fix = sm.finalize_moments(
-            raw.reshape(-1, len(sm.RAW)), np.tile(n, len(qs)), present.reshape(-1)
-        )
+        moments, fix = sm.finalize_moments(raw.reshape(-1, len(sm.RAW)), n, present.reshape(-1))
         moments = moments.reshape(len(qs), n_layers, _N_MOMENTS)
         fix = fix.reshape(len(qs), n_layers)
         stats: dict[str, np.ndarray] = {}
@@ -815,7 +1028,7 @@ class Recorder:
         redo = [(qs[k], int(c)) for k, c in zip(*np.nonzero(fix))]
         if redo:  # rare: non-finite coordinates or cancellation; one more transfer
             exact = (
-                torch.stack([sm.finite_moments(values[q][c], self._n[c]) for q, c in redo])
+                torch.stack([sm.finite_moments(values[q][c], self._qn[q][c]) for q, c in redo])
                 .cpu()
                 .numpy()
             )
@@ -850,8 +1063,8 @@ class Recorder:
             loss_v = float(out["loss"][""][0])
         else:
             loss_v = float("nan") if loss is None else float(loss)
-        groups = self.optimizer.param_groups
-        lr = np.array([_float(g["lr"]) for g in groups], dtype=np.float64)
+        groups = self._groups_all
+        lr = np.array([_float(g.get("lr", np.nan)) for g in groups], dtype=np.float64)
         per_group = [S.hparam_values(g) for g in groups]
         hparams = {
             k: np.array([h.get(k, np.nan) for h in per_group], dtype=np.float64)
@@ -873,12 +1086,52 @@ class Recorder:
             )
         )
 
+    def _value(self, ps: Any, q: str) -> torch.Tensor | None:
+        """One layer's value of quantity ``q`` in its report (``None``: it has none)."""
+        if ps is None:
+            return None
+        if q in S.QUANTITIES:
+            return ps.param if q == "param" else getattr(ps, q)
+        v = (getattr(ps, "state", None) or {}).get(self._state_key[q])
+        return None if v is None else v.detach()
+
 
 # ---------------------------------------------------------------------- helpers
-def _value(ps: Any, q: str) -> torch.Tensor | None:
-    if ps is None:
-        return None
-    return ps.param if q == "param" else getattr(ps, q)
+def _facts(opt: torch.optim.Optimizer) -> TA.OptimizerFacts:
+    """What gradscope reads from one optimizer (its own report for gradscope's)."""
+    if isinstance(opt, TrackedOptimizer):
+        return TA.OptimizerFacts(
+            name=f"{type(opt).__module__}.{type(opt).__qualname__}",
+            path="gradscope",
+            quantities=S.QUANTITIES,
+            stepsize="u with update = -lr * u * m_hat (lr excluded), from its own step",
+        )
+    return TA.describe(opt)
+
+
+def _quantity_name(key: str) -> str:
+    """The quantity of a state entry: its key, ``state_<key>`` where that is a core name."""
+    name = str(key).replace("/", "_")
+    return f"state_{name}" if name in S.QUANTITIES else name
+
+
+def _as_optimizers(
+    optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
+) -> list[torch.optim.Optimizer]:
+    """One optimizer or a sequence, each unwrapped from accelerate's wrapper."""
+    items = list(optimizer) if isinstance(optimizer, (list, tuple)) else [optimizer]
+    out = []
+    for opt in items:
+        while type(opt).__name__ == "AcceleratedOptimizer" and hasattr(opt, "optimizer"):
+            opt = opt.optimizer
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise TA.unsupported(opt)
+        out.append(opt)
+    if not out:
+        raise ValueError("Recorder needs at least one optimizer")
+    if len({id(o) for o in out}) != len(out):
+        raise ValueError("the same optimizer was passed twice")
+    return out
 
 
 def _ew_value(stats: Any, key: str) -> torch.Tensor:
@@ -886,6 +1139,15 @@ def _ew_value(stats: Any, key: str) -> torch.Tensor:
     if v is None:
         return torch.tensor(float("nan"), device=stats.variance.device)
     return v.detach().to(torch.float32)
+
+
+def _check_names(qs: Iterable[str]) -> tuple[str, ...]:
+    """Requested quantity names: core names, or state keys (checked at the first step)."""
+    qs = tuple(qs)
+    bad = [q for q in qs if not isinstance(q, str) or not q or "/" in q]
+    if bad:
+        raise ValueError(f"quantities: invalid names {bad}")
+    return qs
 
 
 def _check_quantities(qs: Iterable[str], what: str) -> tuple[str, ...]:
@@ -920,12 +1182,15 @@ def _dist_rank() -> tuple[int, int]:
 
 
 def _collect_params(
-    model: nn.Module, optimizer: torch.optim.Optimizer
+    model: nn.Module, optimizers: Sequence[torch.optim.Optimizer]
 ) -> tuple[list[torch.Tensor], list[str], list[int]]:
+    """Every optimizer parameter with its name and global group index (the optimizers'
+    groups concatenated); one clear error listing the parameters that cannot be covered."""
     names = {id(p): n for n, p in model.named_parameters()}
     params, out_names, groups, problems = [], [], [], []
     seen: set[int] = set()
-    for g, group in enumerate(optimizer.param_groups):
+    all_groups = [g for opt in optimizers for g in opt.param_groups]
+    for g, group in enumerate(all_groups):
         for j, p in enumerate(group["params"]):
             if id(p) in seen:
                 continue

@@ -8,6 +8,7 @@ reason; only a run where nothing can be analysed is an error.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -21,10 +22,20 @@ import numpy as np
 from gradscope import analysis as A
 from gradscope.errors import MissingDataError
 from gradscope.report import export
+from gradscope.report.runview import LayerSettings, beta1_key, eps_dominated, layer_steps
 from gradscope.runfile import schema as S
 from gradscope.runfile.reader import RunFile
 
-__all__ = ["Report", "RunAnalysis", "analyze_run", "build", "headline", "optimizer_facts"]
+__all__ = [
+    "Report",
+    "RunAnalysis",
+    "analyze_run",
+    "build",
+    "headline",
+    "layer_table",
+    "optimizer_facts",
+    "verdicts",
+]
 
 Progress = Callable[[str, int, int], None]
 ADAM_CLASSES = ("Adam", "AdamW")
@@ -50,6 +61,12 @@ class RunAnalysis:
     moments: A.UpdateMoments | None = None
     epsilon: A.EpsilonCheck | None = None
     examplewise: A.ExamplewiseProfile | None = None
+    two_point: tuple[A.TwoPointCheck, ...] = ()
+    dead_counts: np.ndarray | None = None
+    step_length: A.StepLength | None = None
+    nonfinite: A.NonfiniteSummary | None = None
+    trends: dict[str, A.SignificanceTrend] = field(default_factory=dict)
+    verdicts: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
 
@@ -99,63 +116,106 @@ def _columns(run: RunFile, layers: Sequence[str] | None) -> np.ndarray:
     return np.array([run.layer_index(x) for x in layers], dtype=np.int64)
 
 
+FitLayers = str | int | Sequence[str] | None
+
+
 def analyze_run(
     path: str | os.PathLike[str],
     *,
     layers: Sequence[str] | None = None,
     steps: tuple[int | None, int | None] | None = None,
     fit_steps: Sequence[int] | None = None,
-    fit_layers: int = 4,
+    fit_layers: FitLayers = None,
+    exclude_dead: bool = True,
     alpha: float = 0.05,
     max_points: int = 2000,
     chunk: int = 4096,
+    window: int = 50,
     progress: Progress | None = None,
 ) -> RunAnalysis:
-    """Run every analysis the file has data for.
+    """Run every analysis the file has data for, at each layer's own t and group settings.
 
     Args:
         path: run file (may still be written: opened through SWMR when needed).
         layers: layer names to analyse (default all), kept in input -> output order.
         steps: inclusive ``(first, last)`` optimizer-step window; ``None`` ends are open.
-        fit_steps: optimizer steps of the update histograms (default up to 4, log-spaced).
-        fit_layers: how many layers (spread over depth) get update histograms by default.
+        fit_steps: optimizer steps t of the update fits (default: 1, 2, 3, 10, 100, ...
+            where recorded); t = 1 gets the two-point check instead of a fit.
+        fit_layers: ``None`` (the 4 largest layers with >= 256 coordinates), ``"all"``
+            (every layer with >= 256), an int (that many of the largest) or layer names
+            (exactly those, whatever their size).
+        exclude_dead: leave dead coordinates (stepsize at the eps cap, or a gradient zero at
+            every sampled row so far) out of the update fits and moments.
         alpha: FDR level of the randomness test.
         max_points: rows kept per time series (evenly thinned; counts use every row).
         chunk: rows read per block.
+        window: rows per window of the step-length statistics.
         progress: ``progress(task, done, total)`` callback.
 
     Raises:
         RunFileError: the file is missing, not HDF5, corrupt or of another schema.
         MissingDataError: an unknown layer, an empty step window, or nothing to analyse.
+        ValueError: unknown fit layers, fit steps < 1, a window < 2.
     """
+    if window < 2:
+        raise ValueError(f"the step-length window must hold at least 2 rows, got {window}")
     with RunFile(path) as run:
         return _analyze(
-            run, layers, steps, fit_steps, fit_layers, alpha, max_points, chunk, progress
+            run,
+            layers,
+            steps,
+            fit_steps,
+            fit_layers,
+            exclude_dead,
+            alpha,
+            max_points,
+            max(window, chunk - chunk % window),
+            window,
+            progress,
         )
 
 
-def _analyze(run, layers, steps, fit_steps, fit_layers, alpha, max_points, chunk, progress):
+def _finite_or_nan(x: np.ndarray) -> np.ndarray:
+    return np.where(np.isfinite(x), x, np.nan)
+
+
+def _analyze(
+    run,
+    layers,
+    steps,
+    fit_steps,
+    fit_layers,
+    exclude_dead,
+    alpha,
+    max_points,
+    chunk,
+    window,
+    progress,
+):
     cols = np.sort(_columns(run, layers))
     names = tuple(run.layers[i] for i in cols)
     sizes = run.sizes[cols]
     all_steps = run.steps
     a, b = _row_range(all_steps, steps)
     name, b1, b2, wd = optimizer_facts(run.metadata)
+    hp = LayerSettings(run)
+    bkey = beta1_key(hp)
+    has_eps = hp.has("eps")
     skipped: dict[str, str] = {}
     notes: list[str] = []
     if b <= a and run.n_rows > 0:
         raise MissingDataError(f"{run.path}: no recorded steps in the window {steps}")
     keep = A.thin_index(b - a, max_points) + a
-    parts: dict[str, list[Any]] = {k: [] for k in ("step", "range", "rg", "ru", "rms")}
+    parts: dict[str, list[Any]] = {k: [] for k in ("step", "range", "rg", "ru", "eps", "sl", "nf")}
     wanted = {
         "stepsizes": ("stepsize", ("mean", "std")),
         "ranges": ("stepsize", ("min", "max")),
-        "epsilon": ("grad", ("norm",)),
+        "step_length": ("update", ("norm",)),
     }
     have = set(run.quantities)
     for key, (q, _) in wanted.items():
         if q not in have:
-            skipped[key] = f"the run recorded no {q!r} statistics"
+            skipped[key] = run.unavailable.get(q, f"the run recorded no {q!r} statistics")
     cos_have = {}
     for q in ("grad", "update"):
         try:
@@ -164,15 +224,27 @@ def _analyze(run, layers, steps, fit_steps, fit_layers, alpha, max_points, chunk
         except MissingDataError:
             cos_have[q] = False
             skipped[f"randomness_{q}"] = f"the run recorded no cosines of {q!r}"
+    recorded_eps = eps_dominated(run, slice(0, 1)) if run.n_rows else None
+    eps_counts_recorded = recorded_eps is not None and bool(
+        np.isfinite(recorded_eps[:, cols]).any()
+    )
     if b <= a:
-        for key in ("stepsizes", "ranges", "epsilon", "randomness_grad", "randomness_update"):
+        for key in (
+            "stepsizes",
+            "ranges",
+            "randomness_grad",
+            "randomness_update",
+            "step_length",
+        ):
             skipped.setdefault(key, "the run has no complete summary rows yet")
     total = max(b - a, 0)
+    shift = None
     for r0 in range(a, b, chunk):
         r1 = min(b, r0 + chunk)
         rows = slice(r0, r1)
         st = all_steps[r0:r1]
         loc = keep[(keep >= r0) & (keep < r1)] - r0
+        eps_rows = hp.rows("eps", rows)[:, cols] if has_eps else None
         if "stepsizes" not in skipped:
             m = run.summary("stepsize", "mean", rows=rows)[:, cols]
             s = run.summary("stepsize", "std", rows=rows)[:, cols]
@@ -180,17 +252,29 @@ def _analyze(run, layers, steps, fit_steps, fit_layers, alpha, max_points, chunk
         if "ranges" not in skipped:
             lo = run.summary("stepsize", "min", rows=rows)[:, cols][loc]
             hi = run.summary("stepsize", "max", rows=rows)[:, cols][loc]
-            parts["range"].append(A.stepsize_range(st[loc], lo, hi, names))
+            e = None if eps_rows is None else eps_rows[loc]
+            parts["range"].append(A.stepsize_range(st[loc], lo, hi, names, eps=e))
+        mom = hp.rows(bkey, rows)[:, cols] if bkey else 0.0
         for q, key in (("grad", "rg"), ("update", "ru")):
             if cos_have[q] and f"randomness_{q}" not in skipped:
                 c = run.cosine(q, rows=rows)[:, cols]
                 res = A.cosine_randomness(
-                    st, c, sizes, names, quantity=q, alpha=alpha, momentum=b1 or 0.0
+                    st, c, sizes, names, quantity=q, alpha=alpha, momentum=mom
                 )
                 parts[key].append(A.take_rows(res, loc))
-        if "epsilon" not in skipped:
-            norm = run.summary("grad", "norm", rows=rows)[:, cols][loc]
-            parts["rms"].append(norm / np.sqrt(np.maximum(sizes, 1)))
+        if eps_counts_recorded:
+            parts["eps"].append(eps_dominated(run, rows)[:, cols][loc])
+        if "step_length" not in skipped:
+            norm = run.summary("update", "norm", rows=rows)[:, cols]
+            res = A.step_length(st, norm, names, window=window, shift=shift)
+            shift = res.shift
+            parts["sl"].append(A.take_rows(res, loc))
+        # the recorder stores the non-finite *fraction* of each layer: back to counts
+        counts = {
+            q: np.rint(run.summary(q, "nonfinite", rows=rows)[:, cols] * sizes)
+            for q in run.quantities
+        }
+        parts["nf"].append(A.nonfinite_summary(st, counts, names, loss=run.loss[r0:r1]))
         if progress:
             progress("summaries", r1 - a, total)
     out: dict[str, Any] = {}
@@ -202,33 +286,58 @@ def _analyze(run, layers, steps, fit_steps, fit_layers, alpha, max_points, chunk
         out["randomness_grad"] = A.concat_rows(parts["rg"])
     if parts["ru"]:
         out["randomness_update"] = A.concat_rows(parts["ru"])
-        if not out["randomness_update"].null_applies:
+        if not out["randomness_update"].null_applies.all():
             notes.append(out["randomness_update"].note)
-    if parts["rms"]:
-        out["epsilon"] = A.epsilon_check(np.concatenate(parts["rms"]), names)
+    if parts["sl"]:
+        out["step_length"] = A.concat_rows(parts["sl"])
+    if parts["nf"]:
+        out["nonfinite"] = A.concat_rows(parts["nf"])
+    if parts["eps"]:
+        out["epsilon"] = A.epsilon_check(np.concatenate(parts["eps"]), sizes, names)
+    if "exp_avg_sq" in have and b > a:
+        # zeros of v over all coordinates (schema 2, histogram rows): the last recorded count
+        z = run.summary("exp_avg_sq", "zeros", rows=slice(a, b))[:, cols]
+        fin = np.isfinite(z)
+        if fin.any():
+            last = np.array(
+                [z[np.flatnonzero(fin[:, i])[-1], i] if fin[:, i].any() else np.nan
+                 for i in range(len(cols))]
+            )  # fmt: skip
+            out["dead_counts"] = last
     defaults = run.metadata.get("optimizer", {}) if isinstance(run.metadata, dict) else {}
     defaults = defaults.get("defaults", {}) if isinstance(defaults, dict) else {}
     if isinstance(defaults, dict) and defaults.get("amsgrad"):
         notes.append("AMSGrad: v_hat is a running maximum; the exact laws assume plain v_hat")
-    fits, moments = _updates(
+    up = _updates(
         run,
+        hp,
+        bkey,
         cols,
         names,
+        sizes,
         name,
-        b1,
         wd,
         steps,
         fit_steps,
         fit_layers,
+        exclude_dead,
         max_points,
         chunk,
         skipped,
         notes,
         progress,
     )
+    if "epsilon" not in out and up["epsilon"] is not None:
+        out["epsilon"] = up["epsilon"]
+    if "epsilon" not in out:
+        skipped["epsilon"] = (
+            "no eps-dominated counts: the run recorded neither the counts nor a stepsize "
+            "subsample, or the optimizer has no eps"
+        )
     examplewise = _examplewise(run, cols, names, steps, max_points, chunk, skipped, progress)
     if examplewise is not None:
         out["examplewise"] = examplewise
+    fits, moments, two_point = up["fits"], up["moments"], up["two_point"]
     if (
         all(
             k in skipped
@@ -241,7 +350,12 @@ def _analyze(run, layers, steps, fit_steps, fit_layers, alpha, max_points, chunk
         reasons = "; ".join(f"{k}: {v}" for k, v in skipped.items())
         raise MissingDataError(f"{run.path}: nothing to analyse ({reasons})")
     sel = all_steps[a:b]
-    return RunAnalysis(
+    trends = {
+        key: A.significance_trend(out[key])
+        for key in ("randomness_grad", "randomness_update")
+        if key in out
+    }
+    an = RunAnalysis(
         path=str(run.path),
         layers=names,
         sizes=sizes,
@@ -252,10 +366,35 @@ def _analyze(run, layers, steps, fit_steps, fit_layers, alpha, max_points, chunk
         last_step=int(sel[-1]) if len(sel) else None,
         fits=tuple(fits),
         moments=moments,
+        two_point=tuple(two_point),
+        trends=trends,
         skipped=skipped,
         notes=tuple(notes),
         **out,
     )
+    return dataclasses.replace(an, verdicts=verdicts(an))
+
+
+def verdicts(an: RunAnalysis) -> dict[str, str]:
+    """The verdict that ends each report section, computed from the analysis records."""
+    v: dict[str, str] = {}
+    if an.nonfinite is not None and an.nonfinite.any:
+        v["nonfinite"] = A.nonfinite_verdict(an.nonfinite)
+    if an.stepsizes is not None:
+        v["stepsizes"] = A.stepsize_verdict(an.stepsizes)
+    if an.ranges is not None:
+        v["ranges"] = A.range_verdict(an.ranges)
+    if an.epsilon is not None:
+        v["epsilon"] = A.epsilon_verdict(an.epsilon)
+    for key in ("randomness_grad", "randomness_update"):
+        res = getattr(an, key)
+        if res is not None:
+            v[key] = A.randomness_verdict(res, an.trends[key])
+    if an.fits or an.two_point:
+        v["update_fits"] = A.fit_verdict(an.fits, an.two_point)
+    if an.step_length is not None:
+        v["step_length"] = A.step_length_verdict(an.step_length)
+    return v
 
 
 def _lr_lookup(run: RunFile):
@@ -272,92 +411,224 @@ def _lr_lookup(run: RunFile):
         i = int(np.searchsorted(st, step, side="right")) - 1
         if 0 <= i < len(st) and np.isfinite(lr_rows[i, group]):
             return float(lr_rows[i, group])
-        if group < len(groups) and "lr" in groups[group]:
+        if group < len(groups) and isinstance(groups[group], dict) and "lr" in groups[group]:
             return float(groups[group]["lr"])
         raise MissingDataError(f"{run.path}: no learning rate for step {step}")
 
     return lr
 
 
+def snr_window(t: int) -> int:
+    """Sample rows around the fit step whose gradients estimate each coordinate's mean:
+    ``t/2`` clipped to 10..40 (early in training the mean drifts, so short windows)."""
+    return int(np.clip(t // 2, 10, 40))
+
+
+def _beta_for_fit(hp: LayerSettings, bkey: str | None, t: int, col: int):
+    """The layer's beta1 for the law at step t: a constant, a schedule, or None (average)."""
+    if bkey is None:
+        return None
+    path = hp.path(bkey, t, col)
+    if not np.all(np.isfinite(path)):
+        return None
+    if np.all(path == path[-1]):
+        return float(path[-1])
+    return path
+
+
 def _updates(
     run,
+    hp,
+    bkey,
     cols,
     names,
+    sizes,
     opt_name,
-    b1,
     wd,
     window,
     fit_steps,
     fit_layers,
+    exclude_dead,
     max_points,
     chunk,
     skipped,
     notes,
     progress,
 ):
-    """Update histograms against the exact law and the Corollary 1/2 curves."""
+    """Update fits against the exact laws, t = 1 checks, moments and the subsample eps check."""
+    res: dict[str, Any] = {"fits": [], "moments": None, "two_point": [], "epsilon": None}
+    if "update" not in run.sample_quantities:
+        why = "the run stored no per-coordinate subsample of 'update'"
+        skipped["update_fit"] = skipped["update_moments"] = why
+        return res
+    sst = run.sample_steps
+    a, b = _row_range(sst, window)
+    have_u = "stepsize" in run.sample_quantities
+    have_g = "grad" in run.sample_quantities
+    has_eps = hp.has("eps")
+    groups = run.groups
+    if have_u and has_eps and b > a:
+        res["epsilon"] = _sample_eps(run, hp, cols, names, sst, a, b, max_points)
     if opt_name not in ADAM_CLASSES:
         why = (
             f"the exact update laws are derived for Adam's u = 1/(sqrt(v_hat)+eps); "
             f"the optimizer is {opt_name}"
         )
         skipped["update_fit"] = skipped["update_moments"] = why
-        return [], None
-    if "update" not in run.sample_quantities:
-        why = "the run stored no per-coordinate subsample of 'update'"
-        skipped["update_fit"] = skipped["update_moments"] = why
-        return [], None
+        return res
     if wd > 0:
         notes.append(f"{opt_name} with weight_decay={wd:g}: -update/lr includes the decay term")
-    sst = run.sample_steps
-    a, b = _row_range(sst, window)
-    valid = np.flatnonzero(sst[a:b] >= 2) + a
-    if valid.size == 0:
-        skipped["update_fit"] = skipped["update_moments"] = (
-            "no subsample rows at optimizer step >= 2 (the law has no density at t = 1)"
-        )
-        return [], None
+    if not (have_u or have_g):
+        notes.append("no stepsize or gradient subsample: dead coordinates cannot be found")
     lr = _lr_lookup(run)
-    groups = run.groups
-    if fit_steps:
-        rows = [int(np.argmin(np.abs(sst - s))) for s in fit_steps]
-    else:
-        pick = np.unique(np.geomspace(1, valid.size, num=min(4, valid.size)).round().astype(int))
-        rows = [int(valid[p - 1]) for p in pick]
-    fit_cols = np.unique(
-        np.linspace(0, len(cols) - 1, min(fit_layers, len(cols))).round().astype(int)
-    )
-    fits = []
-    beta = b1
+    fit_cols = A.select_fit_layers(names, sizes, fit_layers)
+    if fit_layers is None and len(fit_cols) < len(names):
+        small = [n for n, k in zip(names, sizes) if k < A.fit.MIN_FIT_SIZE]
+        if small:
+            notes.append(
+                f"layers with fewer than {A.fit.MIN_FIT_SIZE} coordinates are not fitted unless "
+                f"named in fit_layers: {', '.join(small)}"
+            )
+    rows, missing = A.select_fit_steps(sst[a:b], fit_steps)
+    rows = rows + a
+    if missing:
+        notes.append("fit steps not in the subsample: " + ", ".join(str(m) for m in missing))
+    lsteps = layer_steps(run)
+    row_of_step = {int(s): i for i, s in enumerate(run.steps)}
+
+    def true_t(r: int, c: int) -> int:
+        i = row_of_step.get(int(sst[r]))
+        if i is not None and lsteps.size and lsteps[i, c] >= 1:
+            return int(lsteps[i, c])
+        return int(sst[r])
+
+    # layer -> (rows read, ever non-zero, ever zero) over the gradient subsample
+    seen: dict[int, tuple[int, np.ndarray | None, np.ndarray | None]] = {}
+
+    def dead_at(r: int, c: int, t: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        u = run.subsample("stepsize", c, rows=slice(r, r + 1))[0] if have_u else None
+        eps = float(hp.at_step("eps", int(sst[r]))[c]) if has_eps else None
+        nz = zero = None
+        if have_g:
+            done, nz, zero = seen.get(c, (0, None, None))
+            for r0 in range(done, r + 1, chunk):
+                g = run.subsample("grad", c, rows=slice(r0, min(r + 1, r0 + chunk)))
+                nz = A.ever_nonzero(g, prior=nz)
+                zero = A.ever_zero(g, prior=zero)
+            seen[c] = (max(done, r + 1), nz, zero)
+        d = A.dead_coordinates(u, eps, nz)
+        d = d if d.size else None
+        sparse = None if zero is None or nz is None else zero & nz
+        return d, sparse
+
     for j, r in enumerate(rows):
-        t = int(sst[r])
         for k in fit_cols:
             c = int(cols[k])
-            x = run.subsample("update", c, rows=slice(r, r + 1))[0]
-            u = A.normalized_update(x, lr(t, int(groups[c])))
-            if t >= 2 and np.isfinite(u).sum() >= 2:
-                fits.append(A.update_fit(u, t, beta, layer=names[k], step=t))
+            t = true_t(int(r), c)
+            x = run.subsample("update", c, rows=slice(int(r), int(r) + 1))[0]
+            u = A.normalized_update(x, lr(int(sst[r]), int(groups[c])))
+            dead, sparse = dead_at(int(r), c, t)
+            if np.isfinite(u).sum() < 2:
+                continue
+            if t == 1:
+                g1 = run.subsample("grad", c, rows=slice(int(r), int(r) + 1))[0] if have_g else None
+                eps1 = float(hp.at_step("eps", int(sst[r]))[c]) if has_eps else None
+                res["two_point"].append(
+                    A.two_point_check(
+                        u, grad=g1, eps=eps1, dead=dead, layer=names[k], step=int(sst[r])
+                    )
+                )
+                continue
+            grad = None
+            if have_g:
+                n_s = len(sst)
+                w = min(snr_window(t), n_s)
+                g0 = int(min(max(int(r) - w // 2, 0), n_s - w))
+                grad = run.subsample("grad", c, rows=slice(g0, g0 + w))
+            live = np.isfinite(u) & (~dead if (dead is not None and exclude_dead) else True)
+            if live.sum() < 2:
+                continue
+            res["fits"].append(
+                A.update_fit(
+                    u,
+                    t,
+                    _beta_for_fit(hp, bkey, t, c),
+                    dead=dead,
+                    exclude_dead=exclude_dead,
+                    grad=grad,
+                    sparse=sparse,
+                    layer=names[k],
+                    step=int(sst[r]),
+                )
+            )
         if progress:
             progress("update fits", j + 1, len(rows))
+    valid = np.flatnonzero(sst[a:b] >= 2) + a
+    if valid.size == 0:
+        skipped["update_moments"] = (
+            "no subsample rows at optimizer step >= 2 (the law has no density at t = 1)"
+        )
+        if not res["fits"] and not res["two_point"]:
+            skipped["update_fit"] = skipped["update_moments"]
+        return res
     stride = max(1, math.ceil(valid.size / max_points))
     parts = []
     srows = valid[::stride]
     # all selected layers' samples of a block are held at once: bound the block by size
     width = max(1, sum(len(run.sample_index(int(c))) for c in cols))
     rows_per_block = max(1, min(chunk, (1 << 20) // width))
+    nz_prior: list[np.ndarray | None] = [None] * len(cols)
     for r0 in range(0, len(srows), rows_per_block):
         block = srows[r0 : r0 + rows_per_block]
         sl = slice(int(block[0]), int(block[-1]) + 1, stride)
         st = sst[sl]
-        per_layer = []
-        for c in cols:
+        per_layer, dead = [], []
+        beta = np.stack([hp.at_step(bkey, int(s))[cols] for s in st]) if bkey else None
+        eps = np.stack([hp.at_step("eps", int(s))[cols] for s in st]) if has_eps else None
+        for i, c in enumerate(cols):
             x = run.subsample("update", int(c), rows=sl)
             lrs = np.array([lr(int(s), int(groups[c])) for s in st])
             per_layer.append(A.normalized_update(x, lrs[:, None]))
-        parts.append(A.update_moments(st, per_layer, beta, names))
+            if not exclude_dead:
+                dead.append(np.zeros(x.shape, dtype=bool))
+            elif have_u and eps is not None:
+                u = run.subsample("stepsize", int(c), rows=sl)
+                dead.append(_capped(u, eps[:, i]))
+            elif have_g:
+                g = run.subsample("grad", int(c), rows=sl)
+                nz = np.logical_or.accumulate(g != 0, axis=0)
+                if nz_prior[i] is not None:
+                    nz = nz | nz_prior[i]
+                nz_prior[i] = nz[-1]
+                dead.append(~nz)
+            else:
+                dead.append(np.zeros(x.shape, dtype=bool))
+        parts.append(A.update_moments(st, per_layer, beta, names, dead=dead))
         if progress:
             progress("update moments", min(len(srows), r0 + rows_per_block), len(srows))
-    return fits, A.concat_rows(parts)
+    res["moments"] = A.concat_rows(parts)
+    return res
+
+
+def _capped(u: np.ndarray, eps: np.ndarray) -> np.ndarray:
+    """``(T, k)`` stepsizes at the eps cap ``u >= 1/(1.01 eps)`` with eps per row."""
+    e = np.asarray(eps, dtype=float)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.isfinite(e) & (e > 0) & (u >= 1.0 / (A.fit.EPS_CAP * e))
+
+
+def _sample_eps(run, hp, cols, names, sst, a, b, max_points) -> A.EpsilonCheck:
+    """Eps-dominated fractions estimated from the stepsize subsample (schema-1 files)."""
+    stride = max(1, math.ceil((b - a) / min(max_points, 200)))
+    sl = slice(a, b, stride)
+    st = sst[sl]
+    eps = np.stack([hp.at_step("eps", int(s))[cols] for s in st])
+    counts = np.full((st.size, len(cols)), np.nan)
+    n = np.array([len(run.sample_index(int(c))) for c in cols], dtype=float)
+    for i, c in enumerate(cols):
+        u = run.subsample("stepsize", int(c), rows=sl)
+        counts[:, i] = np.where(np.isfinite(eps[:, i]), _capped(u, eps[:, i]).sum(axis=1), np.nan)
+    return A.epsilon_check(counts, n, names, source="subsample")
 
 
 def _examplewise(run, cols, names, window, max_points, chunk, skipped, progress):
@@ -398,6 +669,25 @@ def _examplewise(run, cols, names, window, max_points, chunk, skipped, progress)
     return A.concat_rows(parts)
 
 
+def _median_ks(fits: Sequence[A.UpdateFit], t: int, attr: str) -> float:
+    vals = [getattr(f, attr) for f in fits if f.t == t and np.isfinite(getattr(f, attr))]
+    return float(np.median(vals)) if vals else float("nan")
+
+
+def _nonfinite_headline(nf: A.NonfiniteSummary) -> str:
+    if not nf.any:
+        return "none"
+    parts = []
+    for qi, q in enumerate(nf.quantities):
+        hit = np.flatnonzero(nf.total[qi] > 0)
+        if hit.size:
+            first = int(np.min(nf.first_step[qi][hit]))
+            parts.append(f"{q} in {hit.size} layer{'s' if hit.size != 1 else ''} from step {first}")
+    if int(nf.loss_total):
+        parts.append(f"loss from step {int(nf.loss_first_step)}")
+    return "; ".join(parts)
+
+
 def headline(an: RunAnalysis) -> dict[str, Any]:
     """The few numbers the terminal summary and the comparison table show."""
     h: dict[str, Any] = {
@@ -406,29 +696,57 @@ def headline(an: RunAnalysis) -> dict[str, Any]:
         "rows": an.n_rows,
         "steps": f"{an.first_step}..{an.last_step}",
     }
+    if an.nonfinite is not None:
+        h["non-finite values"] = _nonfinite_headline(an.nonfinite)
     if an.stepsizes is not None and len(an.stepsizes.steps):
         p = an.stepsizes
-        with np.errstate(all="ignore"):
-            h["median within-layer std/mean of u (last step)"] = float(
-                np.nanmedian(p.relative_std[-1])
-            )
+        rel = p.relative_std[-1]
+        h["median within-layer std/mean of u (last step)"] = (
+            float(np.median(rel[np.isfinite(rel)])) if np.isfinite(rel).any() else float("nan")
+        )
         h["compactness, decades (last step)"] = float(p.compactness[-1])
         h["layers with one stepsize"] = int(p.layerwise.sum())
     if an.ranges is not None:
-        h["max log10(max u/min u)"] = (
-            float(np.nanmax(an.ranges.max_spread))
-            if np.any(np.isfinite(an.ranges.max_spread))
-            else float("nan")
+        ms = an.ranges.max_spread
+        fin = np.isfinite(ms)
+        h["max log10(max u/min u)"] = float(np.max(ms[fin])) if fin.any() else float("nan")
+        if fin.any():
+            i = int(np.flatnonzero(fin)[np.argmax(ms[fin])])
+            h["max spread driven by eps-dominated coordinates"] = (
+                f"yes ({an.layers[i]}: max u at the eps cap)"
+                if an.ranges.max_spread_eps_capped[i]
+                else "no"
+            )
+    if an.dead_counts is not None and np.isfinite(an.dead_counts).any():
+        d = np.where(np.isfinite(an.dead_counts), an.dead_counts, 0)
+        h["dead coordinates (v = 0, last recorded row)"] = (
+            f"{int(d.sum())} of {int(an.sizes.sum())} in {int(np.sum(d > 0))} layers"
+        )
+    if an.epsilon is not None:
+        h[f"layers where eps decides > {an.epsilon.threshold:.0%} of u"] = len(
+            an.epsilon.flagged_layers
         )
     if an.randomness_grad is not None:
         f = an.randomness_grad.fraction_nonrandom
         h["non-random grad steps (mean over layers)"] = (
-            float(np.nanmean(f)) if np.any(np.isfinite(f)) else float("nan")
+            float(np.mean(f[np.isfinite(f)])) if np.any(np.isfinite(f)) else float("nan")
+        )
+        mc = an.randomness_grad.mean_cosine
+        if np.isfinite(mc).any():
+            h["mean signed grad cosine (min over layers)"] = float(np.min(mc[np.isfinite(mc)]))
+    if an.two_point:
+        h["t = 1 two-point check passed (layers)"] = (
+            f"{sum(c.passed for c in an.two_point)}/{len(an.two_point)}"
         )
     if an.fits:
         h["median KS distance of updates"] = float(np.median([f.ks_distance for f in an.fits]))
-    if an.epsilon is not None:
-        h["layers where eps dominates"] = len(an.epsilon.flagged_layers)
+        if any(f.t == 2 for f in an.fits):
+            h["median KS at t = 2 (dead excluded)"] = _median_ks(an.fits, 2, "ks_distance")
+            h["median KS at t = 2 (dead kept)"] = _median_ks(an.fits, 2, "ks_with_dead")
+        h["zero-mean law rejected (fits)"] = f"{sum(f.rejected for f in an.fits)}/{len(an.fits)}"
+        h["dead sampled coordinates in the fits"] = int(sum(f.n_dead for f in an.fits))
+    if an.step_length is not None:
+        h["global step length CV"] = float(an.step_length.cv[-1])
     if an.examplewise is not None:
         e = an.examplewise
         h["median network GSNR"] = e.network_median_gsnr
@@ -445,6 +763,9 @@ def build(
     *,
     layers: Sequence[str] | None = None,
     steps: tuple[int | None, int | None] | None = None,
+    fit_steps: Sequence[int] | None = None,
+    fit_layers: FitLayers = None,
+    exclude_dead: bool = True,
     formats: Sequence[str] = ("png", "svg"),
     max_points: int = 2000,
     progress: Progress | None = None,
@@ -454,14 +775,24 @@ def build(
     Args:
         path: the run file.
         out: output folder (default ``<file stem>_report`` next to the file).
-        layers, steps, max_points, progress: as in :func:`analyze_run`.
+        layers, steps, fit_steps, fit_layers, exclude_dead, max_points, progress: as in
+            :func:`analyze_run`.
         formats: figure file formats besides the embedded PNG (``png``, ``svg``, ``pdf``).
     """
     bad = [f for f in formats if f not in ("png", "svg", "pdf")]
     if bad:
         raise ValueError(f"unknown figure formats {bad}; use png, svg or pdf")
     path = Path(path)
-    an = analyze_run(path, layers=layers, steps=steps, max_points=max_points, progress=progress)
+    an = analyze_run(
+        path,
+        layers=layers,
+        steps=steps,
+        fit_steps=fit_steps,
+        fit_layers=fit_layers,
+        exclude_dead=exclude_dead,
+        max_points=max_points,
+        progress=progress,
+    )
     out_dir = Path(out) if out is not None else path.with_name(f"{path.stem}_report")
     out_dir.mkdir(parents=True, exist_ok=True)
     figures, files = draw_and_export(an, out_dir, formats, progress=progress)
@@ -480,11 +811,62 @@ def build(
             an.skipped,
             an.notes,
             meta=_meta_rows(an),
+            verdicts=_loose_verdicts(an),
+            table=layer_table(an),
         ),
         encoding="utf-8",
     )
     files.append(page)
     return Report(out=out_dir, html=page, files=tuple(files), analysis=an, headline=head)
+
+
+#: Verdicts shown beside a figure; the others are listed before the figures.
+_FIGURE_VERDICTS = {
+    "stepsizes": "stepsizes",
+    "stepsize_range": "ranges",
+    "randomness_grad": "randomness_grad",
+    "randomness_update": "randomness_update",
+    "update_fits": "update_fits",
+    "step_length": "step_length",
+}
+
+
+def _loose_verdicts(an: RunAnalysis) -> dict[str, str]:
+    shown = set(_FIGURE_VERDICTS.values())
+    return {k: v for k, v in an.verdicts.items() if k not in shown}
+
+
+def layer_table(an: RunAnalysis) -> list[tuple[Any, ...]]:
+    """Per-layer facts: size, eps-dominated fraction, dead coordinates, non-finite values,
+    non-random fraction and signed mean cosine of successive gradients (first row: header)."""
+    head = ["layer", "n"]
+    cols: list[list[Any]] = []
+    if an.epsilon is not None:
+        head.append("eps-dominated fraction (max)")
+        cols.append([float(x) for x in an.epsilon.fraction_max])
+    if an.dead_counts is not None:
+        head.append("dead coordinates (v = 0)")
+        cols.append([int(x) if np.isfinite(x) else float("nan") for x in an.dead_counts])
+    if an.nonfinite is not None and an.nonfinite.any:
+        head.append("non-finite values (first step)")
+        nf = an.nonfinite
+        cells = []
+        for li in range(len(an.layers)):
+            hit = [
+                f"{q} {int(nf.total[qi, li])} ({int(nf.first_step[qi, li])})"
+                for qi, q in enumerate(nf.quantities)
+                if nf.total[qi, li] > 0
+            ]
+            cells.append(", ".join(hit) or "0")
+        cols.append(cells)
+    if an.randomness_grad is not None:
+        head += ["non-random grad steps", "mean signed grad cosine"]
+        cols.append([float(x) for x in an.randomness_grad.fraction_nonrandom])
+        cols.append([float(x) for x in an.randomness_grad.mean_cosine])
+    rows: list[tuple[Any, ...]] = [tuple(head)]
+    for i, name in enumerate(an.layers):
+        rows.append((name, int(an.sizes[i]), *(c[i] for c in cols)))
+    return rows
 
 
 def _meta_rows(an: RunAnalysis) -> list[tuple[str, str]]:
@@ -508,7 +890,7 @@ def draw_and_export(
 ):
     """Draw every figure the analysis supports; write figure files and the data behind them.
 
-    Returns ``([(title, caption, png_bytes), ...], files)``.
+    Returns ``([(title, caption, png_bytes, verdict), ...], files)``.
     """
     from gradscope.plot import randomness as pr
     from gradscope.plot import stepsizes as ps
@@ -544,8 +926,10 @@ def draw_and_export(
                 (
                     key,
                     f"Cosine randomness test: {res.quantity}",
-                    f"Exact p-values (n = layer size), BH-FDR across layers at "
-                    f"q < {res.alpha:g}; the seed's sqrt(log n/n) rule beside it. "
+                    f"Signed cosines of successive {res.quantity}s (symlog scale; dotted: the "
+                    f"exact 5% critical values), exact p-values (n = layer size), BH-FDR across "
+                    f"layers at q < {res.alpha:g}, beside the sqrt(log n/n) rule of Zhang et "
+                    "al. (AAAI student abstract), and the mean signed cosine per layer. "
                     + (res.note or ""),
                     lambda res=res: pr.draw_randomness(res),
                     lambda d, res=res, key=key: export.write_randomness(res, d, key),
@@ -556,8 +940,12 @@ def draw_and_export(
             (
                 "update_fits",
                 "Update distribution vs exact law",
-                "Histogram of u = -update/lr of the sampled coordinates with the exact "
-                "EMA-m/uniform-v law (within 1e-4 of real Adam, spec §4).",
+                "Histogram of u = -update/lr of the live sampled coordinates (dead ones, at the "
+                "eps cap or with a gradient zero at every sampled row so far, left out) at the "
+                "optimizer's own step t, with the exact zero-mean EMA-m/uniform-v law for the "
+                "layer's own beta1 (within about 1e-4 in CDF of real Adam for t >= 3, "
+                "docs/theory.md) and, where that law is rejected, the non-central law at each "
+                "coordinate's gradient SNR (dashed).",
                 lambda: pu.draw_update_fits(an.fits),
                 lambda d: export.write_fits(an.fits, d / "update_fits.json"),
             )
@@ -570,6 +958,20 @@ def draw_and_export(
                 "Var(u)·t_eff (theory 1) and Var|u|·t_eff (theory Var|sqrt(t) C_t|).",
                 lambda: pu.draw_update_moments(an.moments),
                 lambda d: export.write_series(an.moments, d / "update_moments.csv"),
+            )
+        )
+    if an.step_length is not None:
+        from gradscope.plot import steplength as psl
+
+        jobs.append(
+            (
+                "step_length",
+                "Step length",
+                f"||x_t - x_(t-1)|| (the recorded update norms): the network's (root sum of "
+                f"squares over layers) and each layer's over time, and the coefficient of "
+                f"variation std/mean within windows of {an.step_length.window} recorded rows.",
+                lambda: psl.draw_step_length(an.step_length),
+                lambda d: export.write_step_length(an.step_length, d),
             )
         )
     if an.examplewise is not None:
@@ -591,11 +993,16 @@ def draw_and_export(
     figures, files = [], []
     if an.epsilon is not None:
         files.append(export.write_epsilon(an.epsilon, out_dir / "epsilon.csv"))
+    if an.nonfinite is not None:
+        files.append(export.write_nonfinite(an.nonfinite, out_dir / "nonfinite.csv"))
+    if an.two_point:
+        files.append(export.write_two_point(an.two_point, out_dir / "two_point.csv"))
     with style.theme():
         for i, (stem, title, caption, draw, dump) in enumerate(jobs):
             fig = draw()
             files += style.save(fig, out_dir / stem, formats)
-            figures.append((title, caption, style.png_bytes(fig)))
+            verdict = an.verdicts.get(_FIGURE_VERDICTS.get(stem, ""), "")
+            figures.append((title, caption, style.png_bytes(fig), verdict))
             style.close(fig)
             files += dump(out_dir)
             if progress:

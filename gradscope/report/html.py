@@ -13,7 +13,7 @@ _CSS = """
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;
 text-align:left}figure{margin:2em 0}img{max-width:100%}figcaption{color:#555;font-size:.9em}
-.skip{color:#8a5a00}
+.skip{color:#8a5a00}.verdict{font-weight:600;margin:.4em 0 0}
 """
 
 
@@ -30,14 +30,21 @@ def _fmt(v: Any) -> str:
 def render_report(
     title: str,
     headline: Mapping[str, Any],
-    figures: Sequence[tuple[str, str, bytes]],
+    figures: Sequence[tuple[str, str, bytes] | tuple[str, str, bytes, str]],
     skipped: Mapping[str, str],
     notes: Sequence[str] = (),
     *,
     meta: Sequence[tuple[str, str]] = (),
     table: Sequence[Sequence[Any]] | None = None,
+    verdicts: Mapping[str, str] | None = None,
+    pair_verdicts: Sequence[str] = (),
 ) -> str:
-    """The HTML text of a report (opens offline: no external resources)."""
+    """The HTML text of a report (opens offline: no external resources).
+
+    A figure may carry a fourth item, its verdict, shown under the caption; ``verdicts``
+    not tied to a figure (non-finite values, eps) and ``pair_verdicts`` (a comparison) are
+    listed under "Conclusions" before the figures.
+    """
     out = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -57,18 +64,26 @@ def render_report(
         for row in table[1:]:
             out.append("<tr>" + "".join(f"<td>{_e(_fmt(c))}</td>" for c in row) + "</tr>")
         out.append("</table>")
+    if verdicts or pair_verdicts:
+        out.append("<h2>Conclusions</h2><ul>")
+        out += [f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in (verdicts or {}).items()]
+        out += [f"<li>{_e(v)}</li>" for v in pair_verdicts]
+        out.append("</ul>")
     for n in notes:
         out.append(f"<p class='skip'>Note: {_e(n)}</p>")
     if skipped:
         out.append("<h2>Skipped analyses</h2><ul>")
         out += [f"<li class='skip'><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in skipped.items()]
         out.append("</ul>")
-    for title_, caption, png in figures:
+    for fig in figures:
+        title_, caption, png = fig[0], fig[1], fig[2]
+        verdict = fig[3] if len(fig) > 3 else ""  # type: ignore[misc]
         b64 = base64.b64encode(png).decode("ascii")
+        v = f"<p class='verdict'>Verdict: {_e(verdict)}</p>" if verdict else ""
         out.append(
             f"<figure><h2>{_e(title_)}</h2>"
             f'<img alt="{_e(title_)}" src="data:image/png;base64,{b64}">'
-            f"<figcaption>{_e(caption)}</figcaption></figure>"
+            f"<figcaption>{_e(caption)}</figcaption>{v}</figure>"
         )
     out.append("</body></html>")
     return "\n".join(out)

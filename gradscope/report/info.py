@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gradscope.errors import MissingDataError  # noqa: F401 - part of this module's namespace
@@ -36,6 +36,8 @@ class RunInfo:
     hist_rows: int
     optimizer: str
     metadata: dict[str, Any]
+    #: core quantities the run lacks, with the reason (e.g. no stepsize for Lion)
+    unavailable: dict[str, str] = field(default_factory=dict)
 
 
 def run_info(path: str | os.PathLike[str]) -> RunInfo:
@@ -60,4 +62,5 @@ def run_info(path: str | os.PathLike[str]) -> RunInfo:
             hist_rows=int(run.hist_recorded.sum()),
             optimizer=str(opt.get("class", "unknown")) if isinstance(opt, dict) else "unknown",
             metadata=meta,
+            unavailable=run.unavailable,
         )

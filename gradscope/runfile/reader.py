@@ -136,6 +136,7 @@ class RunFile:
         )
         self._group = g["group"][()]
         self._forward_rank = g["forward_rank"][()]
+        self._layer_opt = g["optimizer"][()] if "optimizer" in g else np.zeros_like(self._numel)
         self._sample_offset = g["sample_offset"][()]
         self._sample_count = g["sample_count"][()]
         self._quantities = [_str(q) for q in self._f.attrs["quantities"]]
@@ -209,8 +210,22 @@ class RunFile:
 
     @property
     def quantities(self) -> list[str]:
-        """Quantities with statistics and histograms in this file."""
+        """Quantities with statistics and histograms in this file: the core ones the
+        optimizer defines, then its other state entries under their own keys."""
         return list(self._quantities)
+
+    @property
+    def layer_optimizers(self) -> np.ndarray:
+        """Index of the optimizer that steps each layer (0 everywhere for one optimizer)."""
+        return np.asarray(self._layer_opt)
+
+    @property
+    def unavailable(self) -> dict[str, str]:
+        """Core quantities this run lacks, each with the reason (e.g. ``"stepsize":
+        "stepsize undefined for this optimizer: ..."``); empty for files before this field."""
+        q = self._metadata.get("quantities") if isinstance(self._metadata, dict) else None
+        un = q.get("unavailable") if isinstance(q, dict) else None
+        return {str(k): str(v) for k, v in un.items()} if isinstance(un, dict) else {}
 
     @property
     def sample_quantities(self) -> list[str]:

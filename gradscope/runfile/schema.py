@@ -23,7 +23,11 @@ FORMAT_VERSION = 2
 #: per-group hyperparameters, the zero counts and the eps-dominated counts).
 READABLE_VERSIONS: tuple[int, ...] = (1, 2)
 
-#: Quantities recorded per parameter tensor ("layer"), in the order used everywhere.
+#: The core quantities recorded per parameter tensor ("layer"), in the order used
+#: everywhere; analyses rely on their meaning. A run may hold fewer (an optimizer without an
+#: elementwise stepsize has no ``stepsize``) and more: every other optimizer state entry
+#: under its own key (``square_avg``, ``sum``, ``momentum_buffer``, Adafactor's ``row_var``
+#: and ``col_var`` with their own shapes, 0-d entries as one value per layer and row).
 QUANTITIES: tuple[str, ...] = ("grad", "exp_avg", "exp_avg_sq", "stepsize", "update", "param")
 
 #: Per-layer statistics stored in ``/stats/<quantity>`` (last axis, in this order).
@@ -150,6 +154,22 @@ HIST_SPECS: dict[str, HistSpec] = {
 }
 
 
+#: Bins of a quantity outside :data:`HIST_SPECS` (an optimizer state entry of unknown sign
+#: and scale): signed, 2**-90 ... 2**20.
+STATE_HIST_SPEC = HistSpec(True, -90, 20)
+
+
+def hist_spec(quantity: str) -> HistSpec:
+    """The default bins of a quantity (:data:`STATE_HIST_SPEC` for state entries)."""
+    return HIST_SPECS.get(quantity, STATE_HIST_SPEC)
+
+
+def check_quantity_name(name: str) -> None:
+    """Raise ValueError unless ``name`` can name a quantity's datasets."""
+    if not isinstance(name, str) or not name or "/" in name or name.endswith("_edges"):
+        raise ValueError(f"invalid quantity name {name!r}")
+
+
 @dataclass(frozen=True)
 class LayerInfo:
     """One recorded parameter tensor.
@@ -161,6 +181,8 @@ class LayerInfo:
         param_index: position of the parameter in the optimizer's parameter order.
         forward_rank: order of first use in the first forward pass (0 = nearest the input),
             -1 when the owning module never ran in a forward pass the recorder saw.
+        optimizer: index of the optimizer that steps it (several optimizers: their param
+            groups are numbered globally, in the order the optimizers were given).
     """
 
     name: str
@@ -168,6 +190,7 @@ class LayerInfo:
     group: int
     param_index: int
     forward_rank: int = -1
+    optimizer: int = 0
 
     @property
     def numel(self) -> int:
@@ -182,7 +205,7 @@ class Layout:
     Attributes:
         layers: the recorded layers, in column order.
         n_groups: number of optimizer parameter groups (columns of ``/lr``).
-        quantities: quantities with statistics and histograms.
+        quantities: quantities with statistics and histograms (core ones and state keys).
         sample_quantities: quantities whose fixed coordinate subsample is stored.
         sample_index: per layer, the sorted flat coordinate indices that are sampled.
         full_quantities: quantities stored as full tensors on the full-dump schedule.
@@ -201,10 +224,20 @@ class Layout:
     hparam_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        unknown = set(self.quantities) | set(self.sample_quantities) | set(self.full_quantities)
+        for q in self.quantities:
+            check_quantity_name(q)
+        unknown = set(self.sample_quantities) | set(self.full_quantities)
         unknown -= set(QUANTITIES)
         if unknown:
-            raise ValueError(f"unknown quantities {sorted(unknown)}; known: {list(QUANTITIES)}")
+            raise ValueError(
+                f"subsampled and full quantities must be core quantities {list(QUANTITIES)}, "
+                f"got {sorted(unknown)}"
+            )
+        missing = [q for q in self.quantities if q not in self.hist_specs]
+        if missing:
+            specs = dict(self.hist_specs)
+            specs.update({q: hist_spec(q) for q in missing})
+            object.__setattr__(self, "hist_specs", specs)
         if self.sample_quantities and len(self.sample_index) != len(self.layers):
             raise ValueError("sample_index needs one index array per layer")
 

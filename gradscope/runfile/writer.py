@@ -586,6 +586,7 @@ def _create_datasets(
     g.create_dataset(
         "forward_rank", data=np.array([x.forward_rank for x in lay.layers], dtype=np.int64)
     )
+    g.create_dataset("optimizer", data=np.array([x.optimizer for x in lay.layers], np.int64))
     g.create_dataset("sample_offset", data=lay.sample_offsets)
     g.create_dataset("sample_count", data=lay.sample_counts)
     if lay.sample_quantities:

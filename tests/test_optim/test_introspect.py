@@ -89,13 +89,18 @@ def test_untracked_gradscope_optimizer_says_how_to_fix():
         introspect.last_step(opt)
 
 
-def test_unknown_optimizer_is_named_in_the_error():
-    opt = torch.optim.Adagrad([torch.zeros(2, requires_grad=True)])
-    with pytest.raises(UnsupportedOptimizerError, match="Adagrad"):
+def test_non_optimizer_is_named_in_the_error():
+    class NotAnOptimizer:
+        param_groups: list = []
+
+    opt = NotAnOptimizer()
+    with pytest.raises(UnsupportedOptimizerError, match="NotAnOptimizer"):
         introspect.last_step(opt)
-    with pytest.raises(UnsupportedOptimizerError, match="Adagrad"):
+    with pytest.raises(UnsupportedOptimizerError, match="NotAnOptimizer"):
         introspect.track(opt)
     assert not introspect.supports(opt) and introspect.supports(O.Aida([torch.zeros(1)]))
+    adagrad = torch.optim.Adagrad([torch.zeros(2, requires_grad=True)])
+    assert introspect.supports(adagrad)
 
 
 @pytest.mark.parametrize("cls", [torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from html import unescape
 from html.parser import HTMLParser
 
 import h5py
@@ -47,8 +48,9 @@ def test_gaussian_adam_fits_exact_law(adam_run):
     # gradients are i.i.d.: the randomness test flags (almost) nothing
     assert np.all(an.randomness_grad.fraction_nonrandom <= 0.1)
     # Adam's updates with beta1 = 0.9: the isotropic null is not applied
-    assert not an.randomness_update.null_applies and "beta1" in an.notes[0]
+    assert not an.randomness_update.null_applies.any() and "beta1" in an.notes[0]
     assert an.epsilon.flagged_layers == ()
+    np.testing.assert_array_equal(an.epsilon.fraction_max, 0.0)
     assert set(an.skipped) == {"examplewise"}
 
 
@@ -114,13 +116,19 @@ def test_build_writes_everything_and_html_is_self_contained(adam_run, tmp_path):
         "randomness_update",
         "update_fits",
         "update_moments",
+        "step_length",
     ):
         assert {f"{stem}.png", f"{stem}.svg"} <= names
     assert {"stepsizes.csv", "update_fits.json", "summary.json", "report.html"} <= names
+    assert {"step_length.csv", "step_length_windows.csv", "nonfinite.csv", "two_point.csv"} <= names
     html = rep.html.read_text()
     p = _Collect()
     p.feed(html)
-    assert len(p.imgs) == 6
+    assert len(p.imgs) == 7
+    # every figure section that has a verdict ends with it, computed from the numbers
+    an = rep.analysis
+    for key in ("stepsizes", "randomness_grad", "update_fits", "step_length"):
+        assert f"Verdict: {an.verdicts[key]}" in unescape(html)
     for img in p.imgs:
         assert img["src"].startswith("data:image/png;base64,")
         assert base64.b64decode(img["src"].split(",", 1)[1])[:4] == b"\x89PNG"
