@@ -103,8 +103,13 @@ class RunFile:
     def _check_schema(self) -> None:
         fmt = V.read_attr(self.path, self._f, "format")
         if fmt != S.FORMAT:
-            shown = fmt if isinstance(fmt, str) and len(fmt) < 64 else type(fmt).__name__
-            raise RunFileError(f"{self.path}: not a gradscope run file (format={shown!r})")
+            if fmt is None:
+                shown = "no 'format' attribute"
+            elif isinstance(fmt, str) and len(fmt) < 64:
+                shown = f"format={fmt!r}"
+            else:
+                shown = "a 'format' attribute that is not a short text"
+            raise RunFileError(f"{self.path}: not a gradscope run file ({shown})")
         raw = V.read_attr(self.path, self._f, "format_version")
         v = np.asarray(raw) if raw is not None else np.asarray(-1)
         version = int(v) if v.shape == () and v.dtype.kind in "iu" else None
