@@ -391,10 +391,15 @@ def check_layout(path: Path, f: h5py.File, meta: dict[str, Any] | None = None) -
         if not set(stats) <= set(S.STATS) | {"zeros"}:
             raise _fail(path, "attribute 'stats' names unknown statistics (damaged)")
         quantities = _str_list(path, f, "quantities")
-        unknown = sorted(set(quantities) - set(S.QUANTITIES))
-        if unknown or len(set(quantities)) != len(quantities):
-            raise _fail(path, f"attribute 'quantities' is not a list of known quantities "
-                        f"({', '.join(unknown) or 'repeated names'})")  # fmt: skip
+        bad = []
+        for q in quantities:  # quantities are open-ended: any name that can name datasets
+            try:
+                S.check_quantity_name(q)
+            except ValueError:
+                bad.append(q)
+        if bad or len(set(quantities)) != len(quantities) or len(quantities) > 1024:
+            raise _fail(path, "attribute 'quantities' is not a list of distinct quantity "
+                        "names (damaged)")  # fmt: skip
         for q in quantities:
             d = need(f"{S.STATS_GROUP}/{q}")
             shaped(d, _FLOAT, (n_layers, len(stats)), f"the statistics of {q}")

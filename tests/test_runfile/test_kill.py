@@ -95,17 +95,19 @@ def run_kills(tmp: Path, trials: int = 40, seed: int = 15) -> list[dict]:
     rng = np.random.default_rng(seed)
     out = []
     try:
-        # one complete run: its duration sets the kill window, its file is the "old" one
-        good = tmp / "good.h5"
-        t0 = time.monotonic()
-        pid = start(good, -1, False)
-        first = None  # when the first step (and so the file's creation) was done
-        while first is None and time.monotonic() - t0 < 120:
-            if (_progress(good) or 0) >= 1:
-                first = time.monotonic() - t0
-            time.sleep(0.002)
-        assert gone(pid, 120), "the reference run did not finish"
-        duration = time.monotonic() - t0
+        # two complete runs (the first forked run warms up lazily imported code): the
+        # second's timing sets the kill window, its file is the "old" one
+        for name in ("warm.h5", "good.h5"):
+            good = tmp / name
+            t0 = time.monotonic()
+            pid = start(good, -1, False)
+            first = None  # when the first step (and so the file's creation) was done
+            while first is None and time.monotonic() - t0 < 120:
+                if (_progress(good) or 0) >= 1:
+                    first = time.monotonic() - t0
+                time.sleep(0.002)
+            assert gone(pid, 120), "the reference run did not finish"
+            duration = 0.9 * (time.monotonic() - t0)
         with RunFile(good) as run:
             assert run.n_rows == STEPS
         for i in range(trials):
