@@ -31,7 +31,7 @@ WORKER = Path(__file__).with_name("fuzz_worker.py")
 ROOT = Path(__file__).resolve().parents[2]
 PROBE_SECONDS = 5  # the CLI's limit on opening a file (HDF5 loops on some damaged ones)
 SECONDS = 10.0  # per run (the good file takes ~0.05 s for info, ~0.1 s for the load stage)
-SECONDS_ANALYZE = 40.0  # the full command draws ~15 figures
+SECONDS_ANALYZE = 110.0  # the full command draws ~15 figures (17 s on a busy machine)
 PEAK_MB = 256.0  # traced allocations per run (the good file: a few MB)
 ADDRESS_SPACE_MB = 6144  # the worker's RLIMIT_AS
 
@@ -84,7 +84,7 @@ def run_fuzz(tmp: Path, n_trunc=70, n_flip=80, n_zero=70, n_analyze=6) -> list[d
         spec.write_text(json.dumps([[n, paths[n], ["analyze"]] for n in sample]))
         out2 = tmp / "out_analyze.jsonl"
         subprocess.run(
-            [sys.executable, str(WORKER), str(spec), str(out2), str(ADDRESS_SPACE_MB)],
+            [sys.executable, str(WORKER), str(spec), str(out2), str(ADDRESS_SPACE_MB), "120"],
             cwd=ROOT,
             timeout=1800,
             check=False,

@@ -115,10 +115,12 @@ def run_kills(tmp: Path, trials: int = 40, seed: int = 15) -> list[dict]:
             overwrite = i % 3 == 2
             if overwrite:
                 shutil.copyfile(good, path)
-            # a third around the first step, where the file is created; the rest anywhere
-            delay = (
-                rng.uniform(0.5 * first, 1.1 * first) if i % 3 == 0 else rng.uniform(0, duration)
-            )
+            # a third around the first step, where the file is created; the rest between
+            # the first step and the end of the run
+            if i % 3 == 0:
+                delay = rng.uniform(0.5 * first, 1.1 * first)
+            else:
+                delay = rng.uniform(first, duration)
             pid = start(path, i, overwrite)
             time.sleep(delay)
             try:
@@ -159,7 +161,7 @@ def _outcome(path: Path, trial: int, overwrite: bool, killed: bool, delay: float
         return rec
     lost = (last or 0) - n
     rec["lost"] = lost
-    if not killed or last == STEPS:
+    if not killed:
         rec["outcome"] = "finished" if n == STEPS else "finished with rows lost"
     elif -1 <= lost <= FLUSH_EVERY:
         rec["outcome"] = "opens, at most flush_every rows lost"
@@ -184,7 +186,7 @@ def test_sigkill_at_random_times_keeps_the_kill_bound(tmp_path):
     assert not bad, bad
     # the kills covered creation, mid-run and replacement
     kinds = collections.Counter(r["outcome"] for r in recs)
-    assert kinds["opens, at most flush_every rows lost"] >= 10, kinds
+    assert kinds["opens, at most flush_every rows lost"] >= 8, kinds
 
 
 if __name__ == "__main__":  # python -m tests.test_runfile.test_kill DIR: print outcome counts
