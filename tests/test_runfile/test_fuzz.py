@@ -56,7 +56,7 @@ def _base(tmp: Path) -> Path:
     )
 
 
-def run_fuzz(tmp: Path, n_trunc=70, n_flip=80, n_zero=70, n_analyze=6) -> list[dict]:
+def run_fuzz(tmp: Path, n_trunc=70, n_flip=80, n_zero=70, n_analyze=3) -> list[dict]:
     """Build the cases, run the worker, return its records (also used to count outcomes)."""
     base = _base(tmp)
     cases = damage.structural_cases(base, tmp)
