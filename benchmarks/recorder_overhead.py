@@ -74,11 +74,11 @@ MODELS = {"mlp": (mlp, 128), "cnn": (cnn, 64)}
 class Lion(torch.optim.Optimizer):
     """Lion (Chen et al., "Symbolic Discovery of Optimization Algorithms"), a user's version."""
 
-    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0):  # noqa: ANN001
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0):
         super().__init__(params, {"lr": lr, "betas": betas, "weight_decay": weight_decay})
 
     @torch.no_grad()
-    def step(self, closure=None):  # noqa: ANN001, ANN201
+    def step(self, closure=None):
         for group in self.param_groups:
             b1, b2 = group["betas"]
             for p in group["params"]:

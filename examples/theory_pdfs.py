@@ -1,6 +1,6 @@
 """Plot the exact law of the scaled Adam update sqrt(t) u for t = 1, 2, 3, 5, 10, 100.
 
-i.i.d. Gaussian gradients, simple averaging (spec/theory.md section 2). At t = 1 the update is
+i.i.d. Gaussian gradients, simple averaging (docs/theory.md, section 2). At t = 1 the update is
 +-1 with probability 1/2 each (drawn as two spikes); t = 2 is the arcsine law, t = 3 uniform,
 and large t approaches N(0, 1).
 
@@ -15,12 +15,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-from gradscope.theory import adam_update_scaled  # noqa: E402
+from gradscope.theory import adam_update_scaled
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--out", default="theory_pdfs.png", help="output image (default: %(default)s)")

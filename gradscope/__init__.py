@@ -7,7 +7,22 @@ Subpackages are imported lazily (module ``__getattr__``, as scipy does), so that
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what static tools see; at run time every name below loads on first use
+    from gradscope import (
+        analysis,
+        errors,
+        examplewise,
+        names,
+        optim,
+        plot,
+        record,
+        report,
+        runfile,
+        theory,
+    )
+    from gradscope.record import Recorder
 
 __version__ = "0.1.0"
 
@@ -21,10 +36,24 @@ _SUBMODULES = {
     "plot",
     "report",
     "errors",
+    "names",
 }
 _LAZY_ATTRS = {"Recorder": "gradscope.record"}
 
-__all__ = sorted(_SUBMODULES | set(_LAZY_ATTRS) | {"__version__"})
+__all__ = [  # a literal list, so static tools see it; equal to the two sets above
+    "Recorder",
+    "__version__",
+    "analysis",
+    "errors",
+    "examplewise",
+    "names",
+    "optim",
+    "plot",
+    "record",
+    "report",
+    "runfile",
+    "theory",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -9,10 +9,11 @@ Aida paper's Figs. 1, 2 and 6.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,14 +40,16 @@ class ComparisonRow:
     """One optimizer's result: losses, accuracy and layerwise stepsize statistics.
 
     ``layer_std`` and ``layer_mean`` are the within-layer std and mean of the stepsizes
-    u at the last step, one entry per parameter tensor (input -> output order).
+    u at the last step, one entry per parameter tensor (input -> output order). Every
+    field is determined by the optimizer, the seed and the data; wall-clock time is not
+    (it depends on the machine and its load), so it is kept apart, in
+    :attr:`DemoResult.seconds`.
     """
 
     name: str
     steps: int
     final_train_loss: float
     test_accuracy: float
-    seconds: float
     layer_mean: tuple[float, ...]
     layer_std: tuple[float, ...]
 
@@ -71,11 +74,11 @@ def load_digits_tensors(seed: int = 0) -> tuple[torch.Tensor, ...]:
     """
     from sklearn.datasets import load_digits
 
-    data = load_digits()
-    x = torch.tensor(data.data, dtype=torch.float32) / 16.0
+    pixels, labels = load_digits(return_X_y=True)
+    x = torch.tensor(pixels, dtype=torch.float32) / 16.0
     x = x[:, x.std(0) > 0]
     x = (x - x.mean(0)) / x.std(0)
-    y = torch.tensor(data.target, dtype=torch.long)
+    y = torch.tensor(labels, dtype=torch.long)
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     n_train = int(0.8 * len(x))
     tr, te = perm[:n_train], perm[n_train:]
@@ -125,6 +128,12 @@ def train_digits(
     ``recorder`` (a :class:`gradscope.Recorder`) gets the losses; ``examplewise=True``
     computes per-example moments every step and hands them to the optimizer (Eve).
     """
+    set_examplewise = getattr(optimizer, "set_examplewise", None)
+    if examplewise and set_examplewise is None:
+        raise ValueError(
+            f"examplewise=True needs an optimizer that takes per-example moments (Eve), "
+            f"got {type(optimizer).__name__}"
+        )
     xtr, ytr, xte, yte = (t.to(device) for t in load_digits_tensors(seed))
     gen = torch.Generator().manual_seed(seed)  # the same data order for every optimizer
     total = epochs * math.ceil(len(xtr) / batch_size)
@@ -134,14 +143,14 @@ def train_digits(
         for i in range(0, len(xtr), batch_size):
             idx = order[i : i + batch_size]
             optimizer.zero_grad()
-            if examplewise:
+            if set_examplewise is not None and examplewise:
                 from gradscope import examplewise as ew
 
                 mom = ew.examplewise_moments(
                     model, nn.functional.cross_entropy, xtr[idx], ytr[idx], projections=False
                 )
                 ew.set_grads_from_moments(model, mom)
-                optimizer.set_examplewise(ew.sq_mean_by_param(model, mom), mom.batch_size)
+                set_examplewise(ew.sq_mean_by_param(model, mom), mom.batch_size)
                 loss = mom.loss
             else:
                 loss = nn.functional.cross_entropy(model(xtr[idx]), ytr[idx])
@@ -159,13 +168,39 @@ def train_digits(
 
 @dataclass(frozen=True)
 class DemoResult:
-    """What :func:`run_demo` produced: one row and one run file per optimizer, a report
-    (``report.compare.Comparison``, or ``report.build.Report`` for a single optimizer)."""
+    """What :func:`run_demo` produced.
+
+    Attributes:
+        rows: one comparison row per optimizer (the controlled comparison).
+        run_files: one run file per optimizer.
+        report: the HTML report.
+        report_result: ``report.compare.Comparison``, or ``report.build.Report`` for a
+            single optimizer.
+        seconds: wall-clock seconds of each optimizer's training (recording included);
+            machine- and load-dependent, so not part of the comparison.
+    """
 
     rows: tuple[ComparisonRow, ...]
     run_files: tuple[Path, ...]
     report: Path
     report_result: Any
+    seconds: Mapping[str, float]
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads (``None``: leave torch's setting)."""
+    if n is None:
+        yield
+        return
+    if n < 1:
+        raise ValueError(f"threads must be >= 1 (or None for torch's default), got {n}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def run_demo(
@@ -176,6 +211,7 @@ def run_demo(
     seed: int = 0,
     device: str = "cpu",
     every: int = 1,
+    threads: int | None = 1,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> DemoResult:
     """The main job: record every optimizer on digits, then analyze and compare the runs.
@@ -184,17 +220,47 @@ def run_demo(
     :class:`gradscope.Recorder`; the run files land in ``out`` and
     :func:`gradscope.report.compare.compare_runs` writes the overlaid report to
     ``out/report``.
+
+    Args:
+        out: folder for the run files and the report.
+        names: optimizers to compare (keys of :data:`DEFAULT_OPTIMIZERS`); default all six.
+        epochs: epochs over the digits training split.
+        seed: seed of the initial weights and of the data order.
+        device: torch device of the model and the data.
+        every: record every k-th optimizer step.
+        threads: torch intra-op threads while the demo runs (restored afterwards); ``None``
+            keeps torch's setting. One by default: the layers are so small (at most
+            128 x 64) that more threads only add synchronisation, and on a busy machine they
+            oversubscribe the cores (measured side by side on a 2-core machine at load average
+            about 5: the whole demo took 339 s with torch's default of 2 threads against 68 s
+            with one, with the same table).
+        progress: ``progress(name, done, total)`` after every training step and report stage.
+
+    Raises:
+        ValueError: an unknown optimizer name, or ``threads < 1``.
     """
+    names = list(names or DEFAULT_OPTIMIZERS)
+    _check_names(names)
+    with torch_threads(threads):
+        return _run_demo(Path(out), names, epochs, seed, device, every, progress)
+
+
+def _run_demo(
+    out: Path,
+    names: Sequence[str],
+    epochs: int,
+    seed: int,
+    device: str,
+    every: int,
+    progress: Callable[[str, int, int], None] | None,
+) -> DemoResult:
     from gradscope.record import Recorder
     from gradscope.report.build import build
     from gradscope.report.compare import compare_runs
     from gradscope.runfile import RunFile
 
-    names = list(names or DEFAULT_OPTIMIZERS)
-    _check_names(names)
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows, paths = [], []
+    rows, paths, seconds = [], [], {}
     for name in names:
         model = make_digits_mlp(seed=seed).to(device)
         opt = DEFAULT_OPTIMIZERS[name](model.parameters())
@@ -220,17 +286,17 @@ def run_demo(
                 steps=res.steps,
                 final_train_loss=res.final_train_loss,
                 test_accuracy=res.test_accuracy,
-                seconds=res.seconds,
                 layer_mean=tuple(float(x) for x in mean),
                 layer_std=tuple(float(x) for x in std),
             )
         )
         paths.append(path)
+        seconds[name] = res.seconds
     if len(paths) == 1:  # nothing to overlay: the single run's own report
         report = build(paths[0], out / "report", progress=progress)
     else:
         report = compare_runs(paths, out / "report", progress=progress)
-    return DemoResult(tuple(rows), tuple(paths), report.html, report)
+    return DemoResult(tuple(rows), tuple(paths), report.html, report, seconds)
 
 
 def _check_names(names: Sequence[str]) -> None:

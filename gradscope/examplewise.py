@@ -1,6 +1,6 @@
 """Per-example ("examplewise") gradient statistics with ``torch.func``.
 
-Eve (spec/optimizers.md §7) and several recorder quantities need more than the mini-batch
+Eve (docs/optimizers.md, "Eve") and several recorder quantities need more than the mini-batch
 gradient: they need the per-example gradients g_b (b = 1..B) of the per-example loss, or
 at least their per-coordinate mean and mean of squares. This module computes them with
 ``vmap(grad(loss_of_one_example))`` over ``torch.func.functional_call``, which works for
@@ -471,7 +471,7 @@ def _gsnr_parts(mean: Tensor, var: Tensor) -> tuple[Tensor, Tensor]:
 def layer_stats(moments: ExamplewiseMoments) -> dict[str, LayerExamplewiseStats]:
     """Per-parameter variance, GSNR and batch-size tests from :class:`ExamplewiseMoments`.
 
-    Each parameter tensor is one layer (spec/optimizers.md §0); gbar is that tensor's
+    Each parameter tensor is one layer (docs/optimizers.md, "Conventions"); gbar is that tensor's
     part of the mini-batch gradient. See :class:`LayerExamplewiseStats` for definitions.
     """
     out = {}

@@ -89,6 +89,12 @@ OPTIMS: list[OptimInfo] = [
         ],
         _ADAPTIVE_BAD,
     ),
+    OptimInfo(
+        O.AdamPlus,
+        "adamplus",
+        [BASE, dict(BASE, weight_decay=0.1), dict(BASE, amsgrad=True)],
+        _ADAPTIVE_BAD,
+    ),
     OptimInfo(O.AdamL, "adaml", [BASE, dict(BASE, weight_decay=0.1)], layerwise=True),
     OptimInfo(O.AdaBeliefL, "adabeliefl", [BASE], layerwise=True),
     OptimInfo(O.LAdam, "ladam", [BASE, dict(BASE, weight_decay=0.1)], layerwise=True),

@@ -24,7 +24,9 @@ def test_no_arguments_shows_help():
 
 
 def test_demo_calls_the_library_with_the_parsed_options(tmp_path):
-    fake = mock.Mock(rows=(), run_files=(tmp_path / "a.h5",), report=tmp_path / "r.html")
+    fake = mock.Mock(
+        rows=(), run_files=(tmp_path / "a.h5",), report=tmp_path / "r.html", seconds={}
+    )
     with mock.patch("gradscope.demo.run_demo", return_value=fake) as call:
         result = runner.invoke(
             app,
@@ -38,6 +40,7 @@ def test_demo_calls_the_library_with_the_parsed_options(tmp_path):
     assert kwargs["seed"] == 3
     assert kwargs["every"] == 5
     assert kwargs["device"] == "cpu"
+    assert kwargs["threads"] == 1  # the demo's default: one torch thread
     assert f"report: {tmp_path / 'r.html'}" in result.stdout
 
 

@@ -126,6 +126,7 @@ def test_info_calls_library_exactly(files, monkeypatch):
     assert "stop here" in _one_error_line(r)
 
 
+@pytest.mark.slow
 def test_info_imports_neither_torch_nor_matplotlib(files):
     code = (
         "import sys\nfrom typer.testing import CliRunner\nfrom gradscope.cli import app\n"

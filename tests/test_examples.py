@@ -12,33 +12,43 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # starts other Python processes
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 CASES = {
-    "seed000_layerwise_stepsizes.py": ["Aida's layer means more compact than Adam's: holds"],
-    "seed001_cosine_randomness.py": [
+    "layerwise_stepsizes.py": ["Aida's layer means more compact than Adam's: holds"],
+    "cosine_randomness.py": [
         "exceeds its claim 1/n in every layer: holds",
         "non-random fraction, weights by depth: [1.0, 1.0, 1.0, 1.0, 1.0]",
     ],
-    "seed002_eve_stability.py": ["Eve's stepsize more stable than Adam's:"],
-    "seed003_update_laws.py": [
+    "eve_stability.py": ["Eve's stepsize more stable than Adam's:"],
+    "update_laws.py": [
         "match the exact law (KS below the 5% sampling level): holds",
         "Var sqrt(t)u flat at 1: holds",
         "rising towards 1 - 2/pi = 0.3634: holds",
     ],
-    "seed004_stepsize_range.py": ["down-translating (tau 0.5 vs 0) widens the range: yes"],
+    "stepsize_range.py": ["down-translating (tau 0.5 vs 0) widens the range: yes"],
 }
 
 
-def test_every_reproduction_script_is_covered():
-    scripts = {p.name for p in EXAMPLES.glob("seed*.py")}
-    assert scripts == set(CASES)
+#: examples run by other test files
+ELSEWHERE = {
+    "record_plain_loop.py": "tests/test_record/test_example_script.py",
+    "theory_pdfs.py": "tests/test_theory/test_example.py",
+}
+INTEGRATION = {"record_ddp.py", "record_lightning.py"}
+
+
+def test_every_example_script_is_covered():
+    scripts = {p.name for p in EXAMPLES.glob("*.py")}
+    assert scripts == set(CASES) | set(ELSEWHERE) | INTEGRATION
 
 
 @pytest.mark.parametrize("script", sorted(CASES))
 def test_example_runs_and_reports(script, tmp_path):
     cmd = [sys.executable, str(EXAMPLES / script), "--scale", "0.1", "--device", "cpu"]
-    if script != "seed003_update_laws.py":
+    if script != "update_laws.py":
         cmd += ["--out", str(tmp_path)]
     else:
         cmd[3] = "0.2"

@@ -461,7 +461,7 @@ def test_sq_mean_by_param_pairs_model_parameters() -> None:
     with pytest.raises(ValueError, match="does not have"):
         sq_mean_by_param(mlp(), moments)
     unfrozen = Residual().to(DT).requires_grad_(True)  # "scale" now trainable, not in moments
-    with pytest.raises(ValueError, match="lack trainable parameters.*scale"):
+    with pytest.raises(ValueError, match=r"lack trainable parameters.*scale"):
         set_grads_from_moments(unfrozen, moments)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import torch
 
 import gradscope.optim as O
@@ -20,10 +21,12 @@ def _imports_after(code: str) -> set[str]:
     return set(out.split())
 
 
+@pytest.mark.slow
 def test_import_gradscope_does_not_import_torch():
     assert "torch" not in _imports_after("import gradscope")
 
 
+@pytest.mark.slow
 def test_cli_version_does_not_import_torch_or_matplotlib():
     mods = _imports_after(
         "from typer.testing import CliRunner\nfrom gradscope.cli import app\n"

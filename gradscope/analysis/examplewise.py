@@ -74,8 +74,12 @@ def examplewise_profile(
         steps: optimizer step of each row, ``(T,)``.
         batch_size: B of each row, ``(T,)``.
         layers: layer names (``L``).
-        variance, grad_norm_sq, gsnr, norm_test: recorded per-layer statistics, ``(T, L)``.
-        inner_product_test, orthogonality_test: ``(T, L)``; None (not recorded): NaN.
+        variance: recorded per-layer statistic, ``(T, L)``.
+        grad_norm_sq: recorded per-layer statistic, ``(T, L)``.
+        gsnr: recorded per-layer statistic, ``(T, L)``.
+        norm_test: recorded per-layer statistic, ``(T, L)``.
+        inner_product_test: ``(T, L)``; None (not recorded): NaN.
+        orthogonality_test: ``(T, L)``; None (not recorded): NaN.
         network: the same statistics of the whole network, ``{name: (T,)}`` with names from
             :data:`EXAMPLEWISE_FIELDS`; a missing name (or None) gives NaN.
         theta: constant of the norm test. ``norm_test`` is the smallest theta for which

@@ -224,8 +224,9 @@ def noncentral_fit(
 
     Args:
         x: normalized updates of the live sampled coordinates.
-        t, beta1: as in :func:`update_fit` (a schedule is matched by the constant beta1
-            with the same scale k).
+        t: as in :func:`update_fit`.
+        beta1: as in :func:`update_fit` (a schedule is matched by the constant beta1 with
+            the same scale k).
         snr: each coordinate's gradient ``mu/sigma`` (:func:`gradient_snr`), aligned with x.
         window: sample rows the snr came from (reported).
         bins: the |snr| values are grouped into this many quantile bins (the law of each
@@ -304,7 +305,8 @@ def update_fit(
             zero-mean law is rejected, the non-central law is fitted (:func:`noncentral_fit`).
         sparse: mask of coordinates whose gradient was exactly zero at some earlier step
             (but not at all): counted, and the KS distance without them is recorded.
-        layer, step: labels stored in the record (``step`` defaults to ``t``).
+        layer: label stored in the record.
+        step: label stored in the record (defaults to ``t``).
         bins: histogram bins.
         grid_points: points of the pdf grid.
     """

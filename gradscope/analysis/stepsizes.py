@@ -40,7 +40,8 @@ def stepsize_profile(
 
     Args:
         steps: optimizer step of each row, ``(T,)``.
-        mean, std: within-layer mean and std of u, ``(T, L)``, layers input -> output.
+        mean: within-layer mean of u, ``(T, L)``, layers input -> output.
+        std: within-layer std of u, ``(T, L)``.
         layers: layer names.
         rtol: a layer is "layerwise" (one stepsize per layer) when ``std <= rtol * mean``
             on every finite row (float32 summaries of a constant are not exactly 0).

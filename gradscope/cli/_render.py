@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:  # types only: the report modules load matplotlib
+    from gradscope.report.build import Report
+    from gradscope.report.compare import Comparison
+    from gradscope.report.info import RunInfo
 
 console = Console()
 
@@ -25,15 +32,30 @@ def _t(value: object, style: str = "") -> Text:
 
 
 @contextlib.contextmanager
-def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
-    """A progress bar keyed by task name; yields ``advance(name, done, total)``.
+def progress_bar(
+    console_: Console | None = None, *, lines_off_terminal: bool = False
+) -> Iterator[Callable[[str, int, int], None]]:
+    """Progress keyed by task name on stderr; yields ``advance(name, done, total)``.
 
-    Only on a terminal: piped or captured stderr gets no bar (and no stray blank lines
-    around an error message).
+    On a terminal: one live bar per task. Elsewhere (a pipe, a log file, CI) a bar prints
+    nothing; with ``lines_off_terminal`` each task gets one plain line instead when it
+    completes, with its wall-clock seconds (the demo's minute of training is not silent).
     """
-    err = Console(stderr=True)
+    err = console_ or Console(stderr=True)
     if not err.is_terminal:
-        yield lambda name, done, total: None
+        if not lines_off_terminal:
+            yield lambda name, done, total: None
+            return
+        started: dict[str, float] = {}
+
+        def line(name: str, done: int, total: int) -> None:
+            t0 = started.setdefault(name, time.perf_counter())
+            if done >= total:  # a task name may come again (one report stage per run)
+                del started[name]
+                took = time.perf_counter() - t0
+                err.print(Text(f"{name}: {done}/{total} done in {took:.1f} s"), soft_wrap=True)
+
+        yield line
         return
     with Progress(
         TextColumn("{task.description:>14}"),
@@ -43,7 +65,7 @@ def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
         console=err,
         transient=True,
     ) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def advance(name: str, done: int, total: int) -> None:
             if name not in tasks:
@@ -53,8 +75,12 @@ def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
         yield advance
 
 
-def render_comparison(rows: Sequence) -> None:
-    """Print the optimizer comparison table."""
+def render_comparison(rows: Sequence, seconds: Mapping[str, float] | None = None) -> None:
+    """Print the optimizer comparison table, then (apart from it) the wall-clock times.
+
+    The table holds only what the controlled comparison fixes (same weights, same data
+    order): timings depend on the machine and its load and are printed below it.
+    """
     table = Table(title="Optimizer comparison on digits (same weights, same data order)")
     for col in (
         "optimizer",
@@ -63,7 +89,6 @@ def render_comparison(rows: Sequence) -> None:
         "test acc",
         "median layer std(u)",
         "log10 spread of layer means",
-        "seconds",
     ):
         table.add_column(col, justify="right" if col != "optimizer" else "left")
     for r in rows:
@@ -74,20 +99,24 @@ def render_comparison(rows: Sequence) -> None:
             f"{100 * r.test_accuracy:.1f}%",
             f"{r.median_layer_std:.4g}",
             f"{r.layer_mean_spread:.2f}",
-            f"{r.seconds:.1f}",
         )
     console.print(table)
     console.print(
         "u is the adaptive stepsize (update = -lr u m_hat); lower layer std = "
         "more SGD-like layers (Aida paper, Figs. 1, 2, 6)."
     )
+    if seconds:
+        times = ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())
+        console.print(
+            Text(f"wall-clock training time (this machine, not part of the comparison): {times}")
+        )
 
 
 def _fmt(v: object) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def render_info(info, *, as_json: bool = False) -> None:  # noqa: ANN001 - report.info.RunInfo
+def render_info(info: RunInfo, *, as_json: bool = False) -> None:
     """Print what a run file holds (tables, or JSON with ``as_json``)."""
     import dataclasses
     import json
@@ -122,7 +151,7 @@ def render_info(info, *, as_json: bool = False) -> None:  # noqa: ANN001 - repor
         console.print(_t("metadata: " + json.dumps(meta, default=str)[:2000]))
 
 
-def render_report_summary(report) -> None:  # noqa: ANN001 - report.build.Report
+def render_report_summary(report: Report) -> None:
     """Concise summary of an analysis: headline numbers, skipped analyses, where files are."""
     table = Table(title="gradscope analyze", show_header=False)
     for k, v in report.headline.items():
@@ -135,7 +164,7 @@ def render_report_summary(report) -> None:  # noqa: ANN001 - report.build.Report
     console.print(_t(f"report: {report.html}  ({len(report.files)} files in {report.out})"))
 
 
-def render_comparison_table(result) -> None:  # noqa: ANN001 - report.compare.Comparison
+def render_comparison_table(result: Comparison) -> None:
     """Side-by-side headline numbers of several runs."""
     table = Table(title="gradscope compare")
     table.add_column("")
@@ -147,7 +176,7 @@ def render_comparison_table(result) -> None:  # noqa: ANN001 - report.compare.Co
     console.print(_t(f"report: {result.html}"))
 
 
-def render_files(files) -> None:  # noqa: ANN001 - sequence of paths
+def render_files(files: Iterable[object]) -> None:
     """List written files."""
     for f in files:
         console.print(_t(f"wrote {f}"))

@@ -22,17 +22,24 @@ def demo(
     every: Annotated[int, typer.Option(min=1, help="Record every k-th optimizer step.")] = 1,
     seed: Annotated[int, typer.Option(help="Seed of the weights and the data order.")] = 0,
     device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")] = "cpu",
+    threads: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="torch CPU threads; 1 suits the demo's small layers, 0 keeps torch's default.",
+        ),
+    ] = 1,
 ) -> None:
     """Train one MLP on scikit-learn's bundled digits with each optimizer, record, compare."""
     from gradscope.cli._render import progress_bar, render_comparison
     from gradscope.demo import run_demo
 
-    with user_errors(), progress_bar() as advance:
+    with user_errors(), progress_bar(lines_off_terminal=True) as advance:
         result = run_demo(
             out, optimizers, epochs=epochs, every=every, seed=seed, device=device,
-            progress=advance,
+            threads=threads or None, progress=advance,
         )  # fmt: skip
-    render_comparison(result.rows)
+    render_comparison(result.rows, result.seconds)
     typer.echo(f"run files: {', '.join(str(p) for p in result.run_files)}")
     typer.echo(f"report: {result.report}")
 

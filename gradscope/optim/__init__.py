@@ -8,7 +8,7 @@ step did through :mod:`gradscope.optim.introspect`.
 from __future__ import annotations
 
 from gradscope.optim._core import AdaptiveOptimizer, ParamStep, TrackedOptimizer
-from gradscope.optim.adabelief import AdaBelief
+from gradscope.optim.adabelief import AdaBelief, AdamPlus
 from gradscope.optim.adam import Adam, AdamW
 from gradscope.optim.aida import Aida, AidaGrad
 from gradscope.optim.baselines import MSVAG, SGD, Fromage, RAdam, Yogi
@@ -25,6 +25,7 @@ OPTIMIZERS: dict[str, type[TrackedOptimizer]] = {
         Adam,
         AdamW,
         AdaBelief,
+        AdamPlus,
         AdamL,
         AdaBeliefL,
         LAdam,
@@ -49,6 +50,7 @@ __all__ = [
     "AdaBeliefL",
     "Adam",
     "AdamL",
+    "AdamPlus",
     "AdamW",
     "AdaptiveOptimizer",
     "Aida",

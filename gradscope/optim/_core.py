@@ -1,6 +1,6 @@
 """The one Adam-family step, the tracking base class, and argument validation.
 
-:class:`AdaptiveOptimizer` runs a fixed pipeline (STYLE.md rule 1):
+:class:`AdaptiveOptimizer` runs a fixed pipeline (:func:`pipeline`):
 
 1. gradient, negated if ``maximize``;
 2. coupled L2 decay ``g <- g + wd x`` (or decoupled ``x <- x (1 - lr wd)``);
@@ -14,21 +14,24 @@
    the EMA for the AdamL family, SET, Eve's batch correction, RAdam's rectification, M-SVAG);
 8. the update ``x <- x - lr u m / bc1``.
 
-Named optimizers are declarations that choose the pieces. Parameters are stepped one
-tensor at a time (the reference, fastest on CPU) or in ``torch._foreach_*`` buckets of
-equal device, dtype and step count (CUDA default); both run the same pipeline code.
+Named optimizers are declarations that choose the pieces (checked when the class is
+created). Parameters are stepped one tensor at a time (the reference, the eager path for
+CPU), in ``torch._foreach_*`` buckets of equal device, dtype and step count (the CUDA
+default), or with ``fused=True`` as one ``torch.compile``-d graph per bucket; all three
+run the same :func:`pipeline` over the backends of :mod:`gradscope.optim._backends`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from gradscope.optim import _backends as B
 from gradscope.optim import _functional as F
 
 
@@ -49,6 +52,18 @@ class ParamStep:
     exp_avg_sq: Tensor | None
     stepsize: Tensor
     update: Tensor
+
+
+def buckets(keys: Sequence[Hashable]) -> list[list[int]]:
+    """Indices grouped by key, in order of first appearance (one bucket per distinct key).
+
+    The multi-tensor and fused paths step one bucket at a time; its members must share
+    everything a bucket's kernels treat as one (device, dtype, step count, state layout).
+    """
+    out: dict[Hashable, list[int]] = {}
+    for i, key in enumerate(keys):
+        out.setdefault(key, []).append(i)
+    return list(out.values())
 
 
 class NotTrackedError(RuntimeError):
@@ -136,6 +151,16 @@ class TrackedOptimizer(torch.optim.Optimizer):
             return foreach
         return bool(params) and all(p.is_cuda for p in params)
 
+    def _params_with_grads(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor]]:
+        """The group's parameters that have a gradient, and those gradients (dense only)."""
+        params, grads = [], []
+        for p in group["params"]:
+            g = self._grad_of(p)
+            if g is not None:
+                params.append(p)
+                grads.append(g)
+        return params, grads
+
     def _closure_loss(self, closure: Callable[[], Any] | None) -> Any:
         if closure is None:
             return None
@@ -153,26 +178,188 @@ class TrackedOptimizer(torch.optim.Optimizer):
         return g
 
 
+# ----------------------------------------------------------------------------------------
+# The pipeline, written once for every backend
+# ----------------------------------------------------------------------------------------
+
+#: group hyperparameters every Adam-family step reads as numbers that may change per step
+#: (schedulers move lr and betas): traced as tensors on the fused backend, never baked in
+_TRACED = ("lr", "beta1", "beta2", "eps", "weight_decay", "bc1", "bc2", "sqrt_bc2")
+#: the most parameter tensors one fused graph takes (a larger bucket is split): bounds the
+#: time and memory of one compilation
+FUSED_CHUNK = 16
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The structural choices of one bucket's step: what :func:`pipeline` branches on.
+
+    The declaration's pieces plus the group's switches. Hashable: with the bucket's
+    shapes it keys the fused backend's compiled graphs, so a new plan (tracking switched
+    on, RAdam leaving its SGD phase, AMSGrad) compiles once and is cached.
+    """
+
+    statistic: Callable[..., Any]
+    statistic_is_square: bool
+    reduction: str
+    second_moment: str
+    eps_in_state: bool
+    eps_outside: bool
+    stepsize: F.StepsizePiece
+    maximize: bool
+    decay: str | None  # None, "coupled" or "decoupled"
+    amsgrad: bool
+    examplewise: bool
+    track: bool
+
+
+def _is_one(c: Any) -> bool:
+    return isinstance(c, int | float) and c == 1
+
+
+def pipeline(
+    ops: B.Backend,
+    plan: Plan,
+    hp: dict[str, Any],
+    x: B.Operand,
+    g: B.Operand,
+    m: B.Operand,
+    v: B.Operand,
+    vmax: B.Operand | None = None,
+    sq: B.Operand | None = None,
+) -> tuple[B.Operand, B.Operand] | None:
+    """One Adam-family step of one tensor or bucket, in place on x, m, v (and vmax).
+
+    ``hp`` holds the group's hyperparameters, ``beta1``/``beta2`` and the step's
+    ``bc1 = 1 - b1^t``, ``bc2 = 1 - b2^t``, ``sqrt_bc2`` (python numbers, or 0-d tensors
+    on the traced backend), plus the stepsize piece's own numbers and flags. ``sq`` is
+    Eve's per-example mean of g_b^2. Returns (stepsize u, applied update) when
+    ``plan.track``, else None. The update is ``x <- x - lr u m / bc1``, lr excluded from u.
+    """
+    lr, beta1, beta2, eps = hp["lr"], hp["beta1"], hp["beta2"], hp["eps"]
+    x_prev = ops.clone(x) if plan.track else None
+
+    # 1-2. gradient, decay
+    if plan.maximize:
+        g = ops.neg(g)
+    if plan.decay == "decoupled":
+        ops.mul_(x, 1.0 - lr * hp["weight_decay"])
+    elif plan.decay == "coupled":
+        g = ops.add_scaled(g, x, hp["weight_decay"])
+
+    # 3. first moment
+    ops.lerp_(m, g, 1.0 - beta1)
+
+    # 4-6. second moment: statistic (its root r, s = r^2, unless the declaration says
+    #      otherwise), layer reduction, EMA, eps in the state, AMSGrad
+    if plan.second_moment == "yogi":
+        ops.yogi_(v, g, beta2)
+    else:
+        r = plan.statistic(ops, g, m, hp if sq is None else {**hp, "sq_mean": sq})
+        if plan.reduction == "layer_before_ema":
+            s = ops.mean_square(r) if plan.statistic_is_square else ops.mean(r)
+            ops.ema_(v, s, beta2)
+        elif plan.statistic_is_square:
+            # eps in the state is folded into the same passes over v
+            ops.ema_square_(v, r, beta2, eps if plan.eps_in_state else 0.0)
+        else:
+            ops.ema_(v, r, beta2)
+    if plan.eps_in_state and (plan.reduction == "layer_before_ema" or not plan.statistic_is_square):
+        ops.add_scalar_(v, eps)
+    if plan.amsgrad:
+        ops.maximum_(vmax, v)
+        v = vmax
+
+    # 7. stepsize: a denominator d (x += -lr c/bc1 m/d, u = c/d) or a stepsize u
+    step = plan.stepsize.fn(ops, v, m, {**hp, "eps_out": eps if plan.eps_outside else 0.0})
+
+    # 8. update
+    if step.d is not None:
+        ops.apply_div_(x, m, step.d, -lr * step.c / hp["bc1"])
+    else:
+        ops.apply_mul_(x, m, step.u, -lr / hp["bc1"])
+
+    if not plan.track:
+        return None
+    stepsize = step.u
+    if step.d is not None:
+        stepsize = ops.reciprocal_(step.d)  # d is transient: every denominator is fresh
+        if not _is_one(step.c):
+            ops.mul_(stepsize, step.c)
+    return stepsize, ops.diff_into(x, x_prev)
+
+
+def _make_fused(plan: Plan, baked: tuple, names: tuple[str, ...]) -> Callable[..., Any]:
+    """The function torch.compile traces for one bucket: the pipeline, tensor by tensor.
+
+    ``baked`` (python hyperparameters and flags) becomes graph constants; the numbers in
+    ``names`` arrive as one float64 vector ``scal`` per step, so changing lr, betas or t
+    never recompiles.
+    """
+    constants = dict(baked)
+
+    def fused_step(xs, gs, ms, vs, vmaxs, sqs, scal):
+        hp = dict(constants)
+        for i, name in enumerate(names):
+            hp[name] = scal[i]
+        out = []
+        for i in range(len(xs)):
+            out.append(
+                pipeline(
+                    B.TRACED,
+                    plan,
+                    hp,
+                    xs[i],
+                    gs[i],
+                    ms[i],
+                    vs[i],
+                    vmaxs[i] if plan.amsgrad else None,
+                    sqs[i] if plan.examplewise else None,
+                )
+            )
+        return out
+
+    return fused_step
+
+
+# ----------------------------------------------------------------------------------------
+# The Adam-family optimizer
+# ----------------------------------------------------------------------------------------
+
+_REDUCTIONS = ("element", "layer_before_ema")
+#: group entries that never enter the pipeline as constants (betas are traced one by one)
+_NOT_BAKED = ("betas", "foreach", "fused")
+_SECOND_MOMENTS = ("ema", "yogi")
+
+
 class AdaptiveOptimizer(TrackedOptimizer):
-    """The shared Adam-family step; subclasses declare the pieces as class attributes."""
+    """The shared Adam-family step; subclasses declare the pieces as class attributes.
+
+    A declaration is checked when its class is created (:meth:`__init_subclass__`): a
+    combination the pipeline cannot run raises a TypeError there, not a wrong step later.
+    """
 
     # --- the pieces (declarations override these) ---
     #: second-moment statistic s(g, m), as its root r (s = r^2): F.grad_square, ...
     statistic: ClassVar[Callable[..., Any]] = staticmethod(F.grad_square)
     #: False when the statistic returns s itself rather than its root (Eve)
     statistic_is_square: ClassVar[bool] = True
-    #: "element", "layer_before_ema" (LAdam family) or "layer_after_ema" (AdamL family)
+    #: "element", or "layer_before_ema": the layer mean of s before the EMA (LAdam family)
     reduction: ClassVar[str] = "element"
-    #: "ema" or "yogi"
+    #: "ema" or "yogi" (Yogi's additive rule on g^2)
     second_moment: ClassVar[str] = "ema"
     #: eps added into the second-moment state every step (AdaBelief, Aida, layerwise)
     eps_in_state: ClassVar[bool] = False
     #: eps added outside the square root (Adam, AdaBelief); False for Aida and friends
     eps_outside: ClassVar[bool] = True
-    #: "adam", "rectified", "set", "eve" or "msvag"
-    denominator: ClassVar[str] = "adam"
+    #: the stepsize piece: F.adam_stepsize, rectified_, set_, eve_, msvag_, layer_mean_
+    stepsize: ClassVar[F.StepsizePiece] = F.adam_stepsize
     #: value of both moments at t = 0 (Yogi's initial_accumulator)
     initial_accumulator: ClassVar[float] = 0.0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        check_declaration(cls)
 
     def __init__(
         self,
@@ -186,6 +373,7 @@ class AdaptiveOptimizer(TrackedOptimizer):
         decoupled_weight_decay: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
         **extra: Any,
     ) -> None:
         check_nonnegative("learning rate", lr)
@@ -195,6 +383,8 @@ class AdaptiveOptimizer(TrackedOptimizer):
         check_range("beta2 (betas[1])", betas[1], 0.0, 1.0, closed_high=False)
         check_nonnegative("epsilon", eps)
         check_nonnegative("weight_decay", weight_decay)
+        if fused and foreach:
+            raise ValueError("fused=True and foreach=True cannot be set together: pick one")
         defaults = dict(
             lr=lr,
             betas=tuple(betas),
@@ -204,6 +394,7 @@ class AdaptiveOptimizer(TrackedOptimizer):
             decoupled_weight_decay=decoupled_weight_decay,
             maximize=maximize,
             foreach=foreach,
+            fused=fused,
             **extra,
         )
         super().__init__(params, defaults)
@@ -218,7 +409,7 @@ class AdaptiveOptimizer(TrackedOptimizer):
             state["exp_avg"] = torch.full_like(p, a0, memory_format=torch.preserve_format)
             if self.reduction == "layer_before_ema":
                 state["exp_avg_sq"] = torch.full(
-                    (), a0, dtype=F._acc_dtype(p.dtype), device=p.device
+                    (), a0, dtype=B.acc_dtype(p.dtype), device=p.device
                 )
             else:
                 state["exp_avg_sq"] = torch.full_like(p, a0, memory_format=torch.preserve_format)
@@ -239,140 +430,201 @@ class AdaptiveOptimizer(TrackedOptimizer):
         if self._tracking:
             self._last = {}
         for group in self.param_groups:
-            params, grads = [], []
-            for p in group["params"]:
-                g = self._grad_of(p)
-                if g is None:
-                    continue
-                params.append(p)
-                grads.append(g)
+            params, grads = self._params_with_grads(group)
             if not params:
                 continue
-            states = [self._init_state(p, group) for p in params]
-            if self._use_foreach(group["foreach"], params):
-                buckets: dict[tuple, list[int]] = {}
-                for i, (p, st) in enumerate(zip(params, states)):
-                    key = (p.device, p.dtype, int(st["step"]))
-                    buckets.setdefault(key, []).append(i)
-                for idx in buckets.values():
-                    self._run(
-                        F.FOREACH,
-                        group,
-                        [params[i] for i in idx],
-                        [grads[i] for i in idx],
-                        [states[i] for i in idx],
-                    )
+            if group.get("fused"):
+                path = "fused"
+                for device in {p.device for p in params}:
+                    B.check_fusable(device)
             else:
+                path = "foreach" if self._use_foreach(group["foreach"], params) else "single"
+            states = [self._init_state(p, group) for p in params]
+            if path == "single":
                 for p, g, st in zip(params, grads, states):
-                    self._run(F.SINGLE, group, [p], [g], [st])
+                    self._run(path, group, [p], [g], [st])
+                continue
+            keys = [(p.device, p.dtype, int(st["step"])) for p, st in zip(params, states)]
+            for idx in buckets(keys):
+                chunk = FUSED_CHUNK if path == "fused" else len(idx)
+                for s in range(0, len(idx), chunk):
+                    part = idx[s : s + chunk]
+                    self._run(
+                        path,
+                        group,
+                        [params[i] for i in part],
+                        [grads[i] for i in part],
+                        [states[i] for i in part],
+                    )
         return loss
+
+    def _stepsize_for(self, group: dict[str, Any]) -> F.StepsizePiece:
+        """The declaration's stepsize piece, or RAdam's where the group asks to rectify."""
+        return F.rectified_stepsize if group.get("rectify") else self.stepsize
 
     def _run(
         self,
-        ops: Any,
+        path: str,
         group: dict[str, Any],
         params: list[Tensor],
         grads: list[Tensor],
         states: list[dict[str, Any]],
     ) -> None:
-        """The pipeline for one tensor (SINGLE) or one bucket of tensors (FOREACH)."""
+        """Host side of one step for one tensor ("single") or one bucket: numbers, then math."""
+        for st in states:
+            st["step"] += 1
+        t = int(states[0]["step"])
+        beta1, beta2 = group["betas"]
+        bc2 = 1.0 - beta2**t
+        traced: dict[str, float] = dict(
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            bc1=1.0 - beta1**t,
+            bc2=bc2,
+            sqrt_bc2=math.sqrt(bc2),
+        )
+        baked: dict[str, Any] = {
+            k: group[k] for k in self.defaults if k not in traced and k not in _NOT_BAKED
+        }
+        examplewise = self._examplewise_for(params)
+        sq = None
+        if examplewise is not None:
+            sq = examplewise[0]
+            baked["batch"] = examplewise[1]
+        piece = self._stepsize_for(group)
+        if piece.host is not None:
+            more, flags = piece.host({**baked, **traced}, t)
+            traced.update(more)
+            baked.update(flags)
+            for k in more:
+                baked.pop(k, None)
+        wd = group["weight_decay"]
+        plan = Plan(
+            statistic=self.statistic,
+            statistic_is_square=self.statistic_is_square,
+            reduction=self.reduction,
+            second_moment=self.second_moment,
+            eps_in_state=self.eps_in_state,
+            eps_outside=self.eps_outside,
+            stepsize=piece,
+            maximize=bool(group["maximize"]),
+            decay=None if not wd else "decoupled" if group["decoupled_weight_decay"] else "coupled",
+            amsgrad=bool(group["amsgrad"]),
+            examplewise=sq is not None,
+            track=self._tracking,
+        )
+        ms = [st["exp_avg"] for st in states]
+        vs = [st["exp_avg_sq"] for st in states]
+        vmaxs = [st["max_exp_avg_sq"] for st in states] if plan.amsgrad else []
+        if path == "fused":
+            out = self._run_fused(plan, baked, traced, params, grads, ms, vs, vmaxs, sq or [])
+            if out is not None:
+                self._keep(params, [o[0] for o in out], [o[1] for o in out])
+            return
+        ops = B.FOREACH if path == "foreach" else B.SINGLE
 
         def col(seq: list) -> Any:
             return seq if ops.foreach else seq[0]
 
-        lr = group["lr"]
-        beta1, beta2 = group["betas"]
-        eps, wd = group["eps"], group["weight_decay"]
-        for st in states:
-            st["step"] += 1
-        t = int(states[0]["step"])
-        bc1, bc2 = 1.0 - beta1**t, 1.0 - beta2**t
+        res = pipeline(
+            ops,
+            plan,
+            {**baked, **traced},
+            col(params),
+            col(grads),
+            col(ms),
+            col(vs),
+            col(vmaxs) if plan.amsgrad else None,
+            col(sq) if sq is not None else None,
+        )
+        if res is not None:
+            self._keep(params, ops.items(res[0]), ops.items(res[1]))
 
-        x = col(params)
-        g = col(grads)
-        m = col([st["exp_avg"] for st in states])
-        v = col([st["exp_avg_sq"] for st in states])
-        x_prev = ops.clone(x) if self._tracking else None
+    @staticmethod
+    def _run_fused(
+        plan: Plan,
+        baked: dict[str, Any],
+        traced: dict[str, float],
+        params: list[Tensor],
+        grads: list[Tensor],
+        ms: list[Tensor],
+        vs: list[Tensor],
+        vmaxs: list[Tensor],
+        sqs: list[Tensor],
+    ) -> list[tuple[Tensor, Tensor]] | None:
+        """The bucket as one compiled graph, cached by plan, constants and tensor layout."""
+        device = params[0].device
+        names = tuple(traced)
+        frozen = tuple(sorted(baked.items()))
+        # inductor (torch 2.13) drops in-place writes to 0-d graph inputs: hand 0-d
+        # tensors in as 1-element views (the writes land in the originals), then give
+        # the reported tensors their eager shapes back
+        ins = [[_one_d(t) for t in seq] for seq in (params, grads, ms, vs, vmaxs, sqs)]
+        layout = tuple((tuple(t.shape), tuple(t.stride()), t.dtype) for seq in ins for t in seq)
+        key = (plan, frozen, names, str(device), len(params), layout)
+        fn = B.compiled(key, lambda: _make_fused(plan, frozen, names))
+        scal = torch.tensor([traced[n] for n in names], dtype=torch.float64, device=device)
+        out = fn(*ins, scal)
+        if not plan.track:
+            return None
+        shaped = []
+        for (u, d), p, v, v1 in zip(out, params, vs, ins[3]):
+            if u.shape == v1.shape:
+                u = u.view(v.shape)
+            shaped.append((u, d.view(p.shape)))
+        return shaped
 
-        # 1-2. gradient, decay
-        if group["maximize"]:
-            g = ops.neg(g)
-        if wd:
-            if group["decoupled_weight_decay"]:
-                ops.mul_(x, 1.0 - lr * wd)
-            else:
-                g = ops.add_scaled(g, x, wd)
 
-        # 3. first moment
-        ops.lerp_(m, g, 1.0 - beta1)
+def _one_d(t: Tensor) -> Tensor:
+    return t.view(1) if t.dim() == 0 else t
 
-        # 4-6. second moment
-        hp = dict(group)
-        examplewise = self._examplewise_for(params)
-        if examplewise is not None:
-            hp["sq_mean"] = col(examplewise[0])
-            hp["batch"] = examplewise[1]
-        if self.second_moment == "yogi":
-            ops.yogi_(v, g, beta2)
-        else:
-            r = self.statistic(ops, g, m, hp)  # s = r^2 unless the statistic says otherwise
-            if self.reduction == "layer_before_ema":
-                s = ops.mean_square(r) if self.statistic_is_square else ops.mean(r)
-                ops.ema_(v, s, beta2)
-            elif self.statistic_is_square:
-                # eps in the state is folded into the same passes over v
-                ops.ema_square_(v, r, beta2, eps if self.eps_in_state else 0.0)
-            else:
-                ops.ema_(v, r, beta2)
-        if self.eps_in_state and (
-            self.reduction == "layer_before_ema" or not self.statistic_is_square
-        ):
-            ops.add_scalar_(v, eps)
-        if group["amsgrad"]:
-            vmax = col([st["max_exp_avg_sq"] for st in states])
-            ops.maximum_(vmax, v)
-            v = vmax
 
-        # 7. stepsize: a denominator d (x += -lr c/bc1 m/d, u = c/d) or a stepsize u
-        #    (x += -lr/bc1 u m). Folding sqrt(bc2) into c saves a pass over d.
-        d = u = None
-        c = 1.0
-        outer_eps = eps if self.eps_outside else 0.0
-        kind = "rectified" if group.get("rectify") else self.denominator
-        if self.reduction == "layer_after_ema":
-            u = ops.rsqrt_mean(v, bc2)
-        elif kind == "adam":
-            # sqrt(v/bc2) + eps = (sqrt(v) + eps sqrt(bc2)) / sqrt(bc2)
-            c = math.sqrt(bc2)
-            d = ops.sqrt_add(v, outer_eps * c)
-        elif kind == "rectified":
-            r = F.rectification(beta2, t)
-            if r > 0.0:
-                c = r * math.sqrt(bc2)
-                d = ops.sqrt_add(v, outer_eps)
-            else:
-                u = col([torch.ones((), dtype=p.dtype, device=p.device) for p in params])
-        elif kind == "set":
-            d = F.set_transform(ops, v, bc2, eps, group["tau"])
-        elif kind == "eve":
-            d = F.eve_denominator(ops, v, m, bc1, bc2, outer_eps, hp["batch"])
-        elif kind == "msvag":
-            rho = (1.0 - beta1) * (1.0 + beta1**t) / ((1.0 + beta1) * bc1)
-            u = F.msvag_factor(ops, v, m, bc1, min(rho, group["rho_cap"]))
-        else:  # pragma: no cover - declarations are checked by the test registry
-            raise AssertionError(f"unknown denominator {kind!r}")
+def check_declaration(cls: type) -> None:
+    """Raise a TypeError naming the attribute if a declaration's pieces do not fit together."""
+    name = cls.__name__
 
-        # 8. update
-        if d is not None:
-            ops.apply_div_(x, m, d, -lr * c / bc1)
-        else:
-            ops.apply_mul_(x, m, u, -lr / bc1)
+    def bad(msg: str) -> TypeError:
+        return TypeError(f"{name}: {msg}")
 
-        if self._tracking:
-            stepsize = u
-            if d is not None:
-                stepsize = ops.reciprocal_(d)  # d is transient: every denominator is fresh
-                if c != 1.0:
-                    ops.mul_(stepsize, c)
-            update = ops.diff_into(x, x_prev)
-            self._keep(params, ops.items(stepsize), ops.items(update))
+    if cls.reduction == "layer_after_ema":
+        raise bad(
+            "reduction='layer_after_ema' is a stepsize now: declare "
+            "stepsize = F.layer_mean_stepsize (and reduction='element')"
+        )
+    if cls.reduction not in _REDUCTIONS:
+        raise bad(f"reduction must be one of {_REDUCTIONS}, not {cls.reduction!r}")
+    if cls.second_moment not in _SECOND_MOMENTS:
+        raise bad(f"second_moment must be one of {_SECOND_MOMENTS}, not {cls.second_moment!r}")
+    if not callable(cls.statistic):
+        raise bad(f"statistic must be a function (ops, g, m, hp) -> root, not {cls.statistic!r}")
+    if not isinstance(cls.stepsize, F.StepsizePiece):
+        raise bad(
+            "stepsize must be a gradscope.optim._functional.StepsizePiece (adam_stepsize, "
+            f"rectified_stepsize, set_stepsize, eve_stepsize, msvag_stepsize, "
+            f"layer_mean_stepsize), not {cls.stepsize!r}"
+        )
+    if cls.second_moment == "yogi":
+        if cls.statistic is not F.grad_square or not cls.statistic_is_square:
+            raise bad("second_moment='yogi' is a rule on g^2: it needs statistic=F.grad_square")
+        if cls.reduction != "element" or cls.eps_in_state:
+            raise bad("second_moment='yogi' is elementwise without eps in the state")
+    if cls.stepsize.elementwise_only and cls.reduction != "element":
+        raise bad(
+            f"stepsize {cls.stepsize.name!r} needs an elementwise second moment, "
+            f"not reduction={cls.reduction!r}"
+        )
+    if cls.eps_outside and not cls.stepsize.outer_eps:
+        raise bad(
+            f"stepsize {cls.stepsize.name!r} places no eps outside the square root: "
+            "declare eps_outside = False"
+        )
+    if (cls.stepsize is F.eve_stepsize) != (cls.statistic is F.examplewise_square):
+        raise bad("Eve's stepsize and its examplewise statistic go together")
+    if cls.statistic is F.examplewise_square and cls.statistic_is_square:
+        raise bad("F.examplewise_square returns s itself: declare statistic_is_square = False")
+    a0 = cls.initial_accumulator
+    if not (isinstance(a0, int | float) and math.isfinite(a0) and a0 >= 0):
+        raise bad(f"initial_accumulator must be a finite number >= 0, not {a0!r}")

@@ -14,7 +14,12 @@ COMMON_ARGS = """
         amsgrad: keep the running maximum of the second moment in the denominator.
         maximize: maximize the objective instead of minimizing it.
         foreach: use the multi-tensor ``torch._foreach_*`` path; None picks it for CUDA
-            parameters and the per-tensor loop otherwise.
+            parameters and the per-tensor loop otherwise (on CPU the loop is faster).
+        fused: run each bucket of parameters (same device, dtype and step) as one
+            ``torch.compile``-d graph of the same pipeline (inductor: C++/OpenMP on CPU,
+            Triton on CUDA). The first step of each new bucket layout compiles (seconds
+            per parameter tensor, cached on disk by inductor); CPU parameters need a C++
+            compiler. None or False: eager. See docs/optimizers.md, "Backends".
 """
 
 

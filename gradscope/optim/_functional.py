@@ -1,385 +1,22 @@
-"""Pure tensor kernels of the adaptive-optimizer pipeline, written once for two backends.
+"""The pieces of the Adam-family pipeline: second-moment statistics and stepsizes.
 
-Every piece of the pipeline (moment EMAs, second-moment statistics, layer reductions,
-denominator transforms) is a function of an ``ops`` backend and its operands:
-
-* :data:`SINGLE` acts on one parameter tensor at a time. It is the reference path and the
-  fastest on CPU, where a parameter-major loop keeps each tensor in cache and
-  ``torch._foreach_*`` only adds whole-model temporaries (spec/optimizers.md section 12).
-* :data:`FOREACH` acts on lists of tensors with ``torch._foreach_*`` kernels: fewer kernel
-  launches on CUDA. Per-layer scalars stay on the device as lists of 0-d tensors (stacked
-  into one vector where a scalar recurrence runs), so there is no per-layer host sync.
-
-All ``torch._foreach_*`` calls of gradscope live in this file, so a torch change touches
-one place. The tests run every optimizer through both backends and require agreement to
-float rounding.
+Every piece is a short pure function of an ``ops`` backend (:mod:`gradscope.optim._backends`:
+one tensor, ``torch._foreach_*`` lists, or the traced form ``torch.compile`` fuses) and
+its operands, with its equation next to the code. A declaration in a named optimizer
+picks one statistic and one stepsize piece; :func:`gradscope.optim._core.pipeline` joins
+them, the same code on every backend.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
-from torch import Tensor
 
-# A backend operand: one tensor (SINGLE) or a list of tensors (FOREACH).
-Operand = Any
-# A per-layer scalar: a python float or a 0-d tensor (SINGLE), a 1-d tensor (FOREACH).
-Scalar = Any
-
-
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Dtype for per-layer reductions: at least float32 (bfloat16 sums lose digits)."""
-    return torch.promote_types(dtype, torch.float32)
-
-
-class _Single:
-    """Backend over one tensor; per-layer scalars are 0-d tensors."""
-
-    foreach = False
-
-    @staticmethod
-    def neg(x: Tensor) -> Tensor:
-        return torch.neg(x)
-
-    @staticmethod
-    def add_scaled(x: Tensor, y: Tensor, alpha: float) -> Tensor:
-        """x + alpha * y (new tensor)."""
-        return torch.add(x, y, alpha=alpha)
-
-    @staticmethod
-    def add_scaled_(x: Tensor, y: Tensor, alpha: float) -> None:
-        """x <- x + alpha * y."""
-        x.add_(y, alpha=alpha)
-
-    @staticmethod
-    def mul_(x: Tensor, c: float) -> None:
-        x.mul_(c)
-
-    @staticmethod
-    def lerp_(x: Tensor, y: Tensor, w: float) -> None:
-        """x <- x + w (y - x), i.e. the EMA x <- (1 - w) x + w y."""
-        x.lerp_(y, w)
-
-    @staticmethod
-    def sub(x: Tensor, y: Tensor) -> Tensor:
-        return x - y
-
-    @staticmethod
-    def ema_(v: Tensor, s: Tensor, beta: float) -> None:
-        """v <- beta v + (1 - beta) s."""
-        v.mul_(beta).add_(s, alpha=1.0 - beta)
-
-    @staticmethod
-    def ema_square_(v: Tensor, g: Tensor, beta: float, add: float = 0.0) -> None:
-        """v <- beta v + (1 - beta) g^2 + add, without a g^2 temporary.
-
-        With add != 0, beta v + add is one lerp towards add / (1 - beta).
-        """
-        if add:
-            end = torch.full((), add / (1.0 - beta), dtype=v.dtype, device=v.device)
-            v.lerp_(end, 1.0 - beta)
-        else:
-            v.mul_(beta)
-        v.addcmul_(g, g, value=1.0 - beta)
-
-    @staticmethod
-    def add_scalar_(x: Tensor, c: float) -> None:
-        x.add_(c)
-
-    @staticmethod
-    def div(x: Tensor, c: float) -> Tensor:
-        return x / c
-
-    @staticmethod
-    def addcmul_(x: Tensor, y: Tensor, z: Tensor, value: float) -> None:
-        x.addcmul_(y, z, value=value)
-
-    @staticmethod
-    def maximum_(x: Tensor, y: Tensor) -> None:
-        torch.maximum(x, y, out=x)
-
-    @staticmethod
-    def sqrt_(x: Tensor) -> None:
-        x.sqrt_()
-
-    @staticmethod
-    def yogi_(v: Tensor, g: Tensor, beta: float) -> None:
-        """v <- v - (1 - beta) sign(v - g^2) g^2 (Yogi's additive second moment)."""
-        g2 = g * g
-        v.addcmul_(torch.sign(v - g2), g2, value=-(1.0 - beta))
-
-    @staticmethod
-    def sqrt_add(v: Tensor, eps: float) -> Tensor:
-        """sqrt(v) + eps."""
-        d = torch.sqrt(v)
-        if eps:
-            d.add_(eps)
-        return d
-
-    @staticmethod
-    def lincomb(x: Tensor, a: Scalar, y: Tensor, b: Scalar) -> Tensor:
-        """a x + b y with per-layer scalars a, b (two passes, one new tensor)."""
-        if isinstance(a, float):
-            return torch.mul(y, b).add_(x, alpha=a)
-        out = y * b.to(y.dtype)
-        return out.addcmul_(x, a.to(x.dtype))
-
-    @staticmethod
-    def scale_add(x: Tensor, f: Scalar, c: float) -> Tensor:
-        """f x + c in one pass (a new tensor)."""
-        c0 = torch.full((), c, dtype=x.dtype, device=x.device)
-        if isinstance(f, float):
-            return torch.add(c0, x, alpha=f)
-        return torch.addcmul(c0, x, f.to(x.dtype))
-
-    @staticmethod
-    def scale(x: Tensor, s: Tensor) -> Tensor:
-        """x * s with s a per-layer 0-d scalar."""
-        return x * s
-
-    @staticmethod
-    def sumsq(x: Tensor) -> Tensor:
-        x = x.reshape(-1).to(_acc_dtype(x.dtype))
-        return torch.dot(x, x)
-
-    @staticmethod
-    def dot(x: Tensor, y: Tensor) -> Tensor:
-        dt = _acc_dtype(x.dtype)
-        return torch.dot(x.reshape(-1).to(dt), y.reshape(-1).to(dt))
-
-    @staticmethod
-    def sum(x: Tensor) -> Tensor:
-        return x.sum(dtype=_acc_dtype(x.dtype))
-
-    @staticmethod
-    def mean_square(x: Tensor) -> Tensor:
-        """mean_i x_i^2 as a 0-d tensor (one pass, no temporary)."""
-        return _Single.sumsq(x) / max(x.numel(), 1)
-
-    @staticmethod
-    def mean(x: Tensor) -> Tensor:
-        return x.mean(dtype=_acc_dtype(x.dtype))
-
-    @staticmethod
-    def amin(x: Tensor) -> Tensor:
-        return x.amin()
-
-    @staticmethod
-    def rsqrt_mean(v: Tensor, c: float) -> Tensor:
-        """mean_i 1 / sqrt(v_i / c), AdamL's layer stepsize (c = 1 - b2^t)."""
-        return torch.rsqrt(v).mean(dtype=_acc_dtype(v.dtype)) * math.sqrt(c)
-
-    @staticmethod
-    def stack(s: Tensor) -> Scalar:
-        """Per-layer scalar for scalar math: a python float on CPU (reading a CPU tensor is
-        no device sync, and float arithmetic avoids ~5 us of dispatch per 0-d tensor op),
-        the 0-d tensor itself on an accelerator (no host sync)."""
-        return s.item() if s.device.type == "cpu" else s
-
-    @staticmethod
-    def unstack(s: Scalar) -> Scalar:
-        return s
-
-    @staticmethod
-    def apply_div_(x: Tensor, m: Tensor, d: Tensor, value: float) -> None:
-        """x <- x + value * m / d."""
-        x.addcdiv_(m, d, value=value)
-
-    @staticmethod
-    def apply_mul_(x: Tensor, m: Tensor, u: Tensor, value: float) -> None:
-        """x <- x + value * u * m (u elementwise or a 0-d per-layer scalar)."""
-        if u.dim() == 0:
-            x.add_(m * u.to(m.dtype), alpha=value)
-        else:
-            x.addcmul_(m, u, value=value)
-
-    @staticmethod
-    def sub_scalars_(x: Tensor, s: list[Tensor]) -> None:
-        x.sub_(s[0])
-
-    @staticmethod
-    def reciprocal_(d: Tensor) -> Tensor:
-        """1/d in place (d is a transient denominator), returned."""
-        return d.reciprocal_()
-
-    @staticmethod
-    def diff_into(x: Tensor, prev: Tensor) -> Tensor:
-        """x - prev written over prev (a transient copy), returned: no allocation on the CPU."""
-        return torch.sub(x, prev, out=prev)
-
-    @staticmethod
-    def clone(x: Tensor) -> Tensor:
-        return x.clone()
-
-    @staticmethod
-    def items(x: Operand) -> list:
-        return [x]
-
-
-class _Foreach:
-    """Backend over lists of tensors (``torch._foreach_*``); scalars are lists of 0-d tensors."""
-
-    foreach = True
-
-    @staticmethod
-    def neg(x: list[Tensor]) -> list[Tensor]:
-        return torch._foreach_neg(x)
-
-    @staticmethod
-    def add_scaled(x: list[Tensor], y: list[Tensor], alpha: float) -> list[Tensor]:
-        return torch._foreach_add(x, y, alpha=alpha)
-
-    @staticmethod
-    def add_scaled_(x: list[Tensor], y: list[Tensor], alpha: float) -> None:
-        torch._foreach_add_(x, y, alpha=alpha)
-
-    @staticmethod
-    def mul_(x: list[Tensor], c: float) -> None:
-        torch._foreach_mul_(x, c)
-
-    @staticmethod
-    def lerp_(x: list[Tensor], y: list[Tensor], w: float) -> None:
-        torch._foreach_lerp_(x, y, w)
-
-    @staticmethod
-    def sub(x: list[Tensor], y: list[Tensor]) -> list[Tensor]:
-        return torch._foreach_sub(x, y)
-
-    @staticmethod
-    def ema_(v: list[Tensor], s: list[Tensor], beta: float) -> None:
-        torch._foreach_mul_(v, beta)
-        torch._foreach_add_(v, s, alpha=1.0 - beta)
-
-    @staticmethod
-    def ema_square_(v: list[Tensor], g: list[Tensor], beta: float, add: float = 0.0) -> None:
-        torch._foreach_mul_(v, beta)
-        torch._foreach_addcmul_(v, g, g, value=1.0 - beta)
-        if add:
-            torch._foreach_add_(v, add)
-
-    @staticmethod
-    def add_scalar_(x: list[Tensor], c: float) -> None:
-        torch._foreach_add_(x, c)
-
-    @staticmethod
-    def div(x: list[Tensor], c: float) -> list[Tensor]:
-        return torch._foreach_div(x, c)
-
-    @staticmethod
-    def addcmul_(x: list[Tensor], y: list[Tensor], z: list[Tensor], value: float) -> None:
-        torch._foreach_addcmul_(x, y, z, value=value)
-
-    @staticmethod
-    def maximum_(x: list[Tensor], y: list[Tensor]) -> None:
-        torch._foreach_maximum_(x, y)
-
-    @staticmethod
-    def sqrt_(x: list[Tensor]) -> None:
-        torch._foreach_sqrt_(x)
-
-    @staticmethod
-    def yogi_(v: list[Tensor], g: list[Tensor], beta: float) -> None:
-        g2 = torch._foreach_mul(g, g)
-        sign = torch._foreach_sign(torch._foreach_sub(v, g2))
-        torch._foreach_addcmul_(v, sign, g2, value=-(1.0 - beta))
-
-    @staticmethod
-    def sqrt_add(v: list[Tensor], eps: float) -> list[Tensor]:
-        d = torch._foreach_sqrt(v)
-        if eps:
-            torch._foreach_add_(d, eps)
-        return d
-
-    @staticmethod
-    def lincomb(x: list[Tensor], a: list[Tensor], y: list[Tensor], b: list[Tensor]) -> list[Tensor]:
-        out = _Foreach.scale(y, b)
-        torch._foreach_add_(out, _Foreach.scale(x, a))
-        return out
-
-    @staticmethod
-    def scale(x: list[Tensor], s: list[Tensor]) -> list[Tensor]:
-        return torch._foreach_mul(x, [si.to(xi.dtype) for xi, si in zip(x, s)])
-
-    @staticmethod
-    def sumsq(x: list[Tensor]) -> list[Tensor]:
-        return [_Single.sumsq(xi) for xi in x]
-
-    @staticmethod
-    def dot(x: list[Tensor], y: list[Tensor]) -> list[Tensor]:
-        return [_Single.dot(xi, yi) for xi, yi in zip(x, y)]
-
-    @staticmethod
-    def sum(x: list[Tensor]) -> list[Tensor]:
-        return [_Single.sum(xi) for xi in x]
-
-    @staticmethod
-    def mean_square(x: list[Tensor]) -> list[Tensor]:
-        return [_Single.mean_square(xi) for xi in x]
-
-    @staticmethod
-    def mean(x: list[Tensor]) -> list[Tensor]:
-        return [_Single.mean(xi) for xi in x]
-
-    @staticmethod
-    def amin(x: list[Tensor]) -> list[Tensor]:
-        return [xi.amin() for xi in x]
-
-    @staticmethod
-    def rsqrt_mean(v: list[Tensor], c: float) -> list[Tensor]:
-        r = torch._foreach_rsqrt(v)
-        return [ri.mean(dtype=_acc_dtype(ri.dtype)) * math.sqrt(c) for ri in r]
-
-    @staticmethod
-    def scale_add(x: list[Tensor], f: list[Tensor], c: float) -> list[Tensor]:
-        out = _Foreach.scale(x, f)
-        torch._foreach_add_(out, c)
-        return out
-
-    @staticmethod
-    def stack(s: list[Tensor]) -> Tensor:
-        return torch.stack(s)
-
-    @staticmethod
-    def unstack(s: Tensor) -> list[Tensor]:
-        return list(s.unbind(0))
-
-    @staticmethod
-    def apply_div_(x: list[Tensor], m: list[Tensor], d: list[Tensor], value: float) -> None:
-        torch._foreach_addcdiv_(x, m, d, value)
-
-    @staticmethod
-    def apply_mul_(x: list[Tensor], m: list[Tensor], u: list[Tensor], value: float) -> None:
-        u = [ui.to(mi.dtype) for mi, ui in zip(m, u)]
-        torch._foreach_add_(x, torch._foreach_mul(m, u), alpha=value)
-
-    @staticmethod
-    def sub_scalars_(x: list[Tensor], s: list[Tensor]) -> None:
-        torch._foreach_sub_(x, s)
-
-    @staticmethod
-    def reciprocal_(d: list[Tensor]) -> list[Tensor]:
-        torch._foreach_reciprocal_(d)
-        return d
-
-    @staticmethod
-    def diff_into(x: list[Tensor], prev: list[Tensor]) -> list[Tensor]:
-        # one fused kernel; the device caching allocator makes the new list cheap
-        return torch._foreach_sub(x, prev)
-
-    @staticmethod
-    def clone(x: list[Tensor]) -> list[Tensor]:
-        return [xi.clone() for xi in x]
-
-    @staticmethod
-    def items(x: Operand) -> list:
-        return list(x)
-
-
-SINGLE = _Single()
-FOREACH = _Foreach()
-
+from gradscope.optim._backends import Backend, Operand, Scalar, acc_dtype
 
 # ----------------------------------------------------------------------------------------
 # Second-moment statistics: the one piece in which most Adam-family optimizers differ.
@@ -390,18 +27,20 @@ FOREACH = _Foreach()
 # ----------------------------------------------------------------------------------------
 
 
-def grad_square(ops: Any, g: Operand, m: Operand, hp: dict) -> Operand:
+def grad_square(ops: Backend, g: Operand, m: Operand, hp: dict) -> Operand:
     """Adam: s = g^2 (root r = g)."""
     return g
 
 
-def belief_residual(ops: Any, g: Operand, m: Operand, hp: dict) -> Operand:
+def belief_residual(ops: Backend, g: Operand, m: Operand, hp: dict) -> Operand:
     """AdaBelief: s = (g - m_t)^2, the squared error of m_t as a prediction of g_t."""
     return ops.sub(g, m)
 
 
-def aida_coefficients(s_mm: Tensor, s_gg: Tensor, s_mg: Tensor, k: int, xi: float):
-    """Aida's K mutual projections as a scalar recurrence (spec/optimizers.md section 6).
+def aida_coefficients(
+    s_mm: Scalar, s_gg: Scalar, s_mg: Scalar, k: int, xi: float
+) -> tuple[Scalar, Scalar]:
+    """Aida's K mutual projections as a scalar recurrence (docs/optimizers.md, Aida).
 
     Every projected vector is a multiple of m or g, so with S_mm = |m|^2, S_gg = |g|^2 and
     S_mg = <m, g> the K rounds
@@ -422,7 +61,7 @@ def aida_coefficients(s_mm: Tensor, s_gg: Tensor, s_mg: Tensor, k: int, xi: floa
     return a, b
 
 
-def aida_residual(ops: Any, g: Operand, m: Operand, hp: dict) -> Operand:
+def aida_residual(ops: Backend, g: Operand, m: Operand, hp: dict) -> Operand:
     """Aida: s = (m^(K) - g^(K))^2 after K layerwise mutual projections of m and g (root).
 
     Costs three reductions per layer whatever K (the scalar recurrence of
@@ -438,7 +77,7 @@ def aida_residual(ops: Any, g: Operand, m: Operand, hp: dict) -> Operand:
     return ops.lincomb(g, a, m, nb)  # a g - b m
 
 
-def aidagrad_projection(ops: Any, g: Operand, m: Operand, hp: dict) -> Operand:
+def aidagrad_projection(ops: Backend, g: Operand, m: Operand, hp: dict) -> Operand:
     """AidaGrad: s = (g^p)^2, g^p = <m, g> / (|m|^2 + xi) m, g projected onto m (root)."""
     s_mm = ops.stack(ops.sumsq(m))
     s_mg = ops.stack(ops.dot(m, g))
@@ -446,15 +85,56 @@ def aidagrad_projection(ops: Any, g: Operand, m: Operand, hp: dict) -> Operand:
     return ops.scale(m, c)
 
 
-def examplewise_square(ops: Any, g: Operand, m: Operand, hp: dict) -> Operand:
+def examplewise_square(ops: Backend, g: Operand, m: Operand, hp: dict) -> Operand:
     """Eve: s = mean_b g_b^2, handed in by the caller (``hp['sq_mean']``)."""
     return hp["sq_mean"]
 
 
 # ----------------------------------------------------------------------------------------
-# Stepsize pieces: from the second moment (and t) to either a denominator d, applied as
-# x += -lr / bc1 * m / d, or a stepsize u, applied as x += -lr / bc1 * u * m.
+# Stepsize pieces: from the second moment v (and t) to either a denominator d, applied as
+# x += -lr c / bc1 * m / d (stepsize u = c / d), or a stepsize u, applied as
+# x += -lr / bc1 * u * m. Each piece has a host part, run once per step and bucket on
+# python numbers (what depends on t only), and a tensor part written against the backend.
 # ----------------------------------------------------------------------------------------
+
+
+class Step(NamedTuple):
+    """What a stepsize piece returns: a denominator ``d`` (with scale ``c``) or a stepsize ``u``."""
+
+    d: Operand | None
+    u: Operand | None
+    c: Scalar = 1.0
+
+
+@dataclass(frozen=True)
+class StepsizePiece:
+    """One stepsize rule of the pipeline (the piece a declaration names as ``stepsize``).
+
+    ``host(hp, t)`` returns the per-step numbers the rule needs beyond the common ones
+    (floats, traced as tensors on the fused backend) and its structural flags (python
+    values, part of the compiled graph's key); ``fn(ops, v, m, hp)`` computes the step.
+    ``elementwise_only``: needs an elementwise second moment (not LAdam's layer scalar).
+    ``outer_eps``: places the declaration's eps outside the square root when
+    ``eps_outside`` is set; a piece without it places eps itself or not at all.
+    """
+
+    name: str
+    fn: Callable[..., Step]
+    host: Callable[[dict, int], tuple[dict[str, float], dict[str, Any]]] | None = None
+    elementwise_only: bool = False
+    outer_eps: bool = False
+
+    def __repr__(self) -> str:
+        return f"<stepsize {self.name}>"
+
+
+def _adam(ops: Backend, v: Operand, m: Operand, hp: dict) -> Step:
+    """u = 1 / (sqrt(v / bc2) + eps) = c / (sqrt(v) + eps c), c = sqrt(bc2).
+
+    Folding sqrt(bc2) into c saves a pass over the denominator.
+    """
+    c = hp["sqrt_bc2"]
+    return Step(d=ops.sqrt_add(v, hp["eps_out"] * c), u=None, c=c)
 
 
 def rectification(beta2: float, t: int) -> float:
@@ -472,7 +152,19 @@ def rectification(beta2: float, t: int) -> float:
     )
 
 
-def set_transform(ops: Any, v: Operand, bc2: float, eps: float, tau: float) -> Operand:
+def _rectified_host(hp: dict, t: int) -> tuple[dict[str, float], dict[str, Any]]:
+    r = rectification(hp["beta2"], t)
+    return {"rect": r}, {"rect_on": r > 0.0}
+
+
+def _rectified(ops: Backend, v: Operand, m: Operand, hp: dict) -> Step:
+    """RAdam: u = r_t sqrt(bc2) / (sqrt(v) + eps) once rho_t > 5, u = 1 before."""
+    if not hp["rect_on"]:
+        return Step(d=None, u=ops.ones(m))
+    return Step(d=ops.sqrt_add(v, hp["eps_out"]), u=None, c=hp["rect"] * hp["sqrt_bc2"])
+
+
+def set_transform(ops: Backend, v: Operand, bc2: Scalar, eps: Scalar, tau: float) -> Operand:
     """SET-Adam's denominator w~ from the Adam EMA v, layerwise, on a transient copy.
 
     S: v~ = cos^2(v, 1) v with cos^2 = (sum v)^2 / (d sum v^2)  (0 when v == 0);
@@ -498,34 +190,78 @@ def _ratio(num: Scalar, den: Scalar) -> Scalar:
     return torch.where(den > 0, num / den.clamp_min(1e-300), 0.0)
 
 
+def _set(ops: Backend, v: Operand, m: Operand, hp: dict) -> Step:
+    """SET-Adam: u = 1 / w~ (see :func:`set_transform`)."""
+    return Step(d=set_transform(ops, v, hp["bc2"], hp["eps"], hp["tau"]), u=None)
+
+
+def _eve_host(hp: dict, t: int) -> tuple[dict[str, float], dict[str, Any]]:
+    return {"batch": float(hp["batch"])}, {"batched": hp["batch"] > 1}
+
+
 def eve_denominator(
-    ops: Any, v: Operand, m: Operand, bc1: float, bc2: float, eps: float, batch: int
+    ops: Backend, v: Operand, m: Operand, bc1: Scalar, bc2: Scalar, eps: Scalar, hp: dict
 ) -> Operand:
     """Eve's batch-variance-corrected denominator (Kunze et al., eq. 7).
 
     v_hat <- v_hat / B + (1 - 1/B) m_hat^2, then d = sqrt(v_hat) + eps. B = 1 is Adam.
+    ``hp`` holds B (``batch``) and whether B > 1 (``batched``).
     """
+    batch = hp["batch"]
     vh = ops.div(v, bc2 * batch)
-    if batch > 1:
+    if hp["batched"]:
         ops.addcmul_(vh, m, m, (1.0 - 1.0 / batch) / (bc1 * bc1))
     return ops.sqrt_add(vh, eps)
 
 
-def msvag_factor(ops: Any, v: Operand, m: Operand, bc: float, rho: float) -> Operand:
+def _eve(ops: Backend, v: Operand, m: Operand, hp: dict) -> Step:
+    return Step(d=eve_denominator(ops, v, m, hp["bc1"], hp["bc2"], hp["eps_out"], hp), u=None)
+
+
+def _msvag_host(hp: dict, t: int) -> tuple[dict[str, float], dict[str, Any]]:
+    b = hp["beta1"]
+    rho = min((1.0 - b) * (1.0 + b**t) / ((1.0 + b) * (1.0 - b**t)), hp["rho_cap"])
+    return {"msvag_k": rho / (1.0 - rho)}, {}
+
+
+def msvag_factor(ops: Backend, v: Operand, m: Operand, bc: Scalar, k: Scalar) -> Operand:
     """M-SVAG's variance-adapted factor gamma in [0, 1] (Balles & Hennig 2018).
 
     m = m~ / bc, v = v~ / bc; s = (v - m^2) / (1 - rho); gamma = m^2 / (m^2 + rho s),
-    clipped to [0, 1], NaN -> 0. v - m^2 cancels catastrophically, so low-precision
+    clipped to [0, 1], NaN -> 0; on the raw EMAs gamma = m^2 / ((1 - k) m^2 + k bc v)
+    with k = rho / (1 - rho). v - m^2 cancels catastrophically, so low-precision
     parameters compute gamma in float32.
     """
-    # gamma = m^2 / ((1 - k) m^2 + k bc v) with k = rho / (1 - rho), on the raw EMAs
-    k = rho / (1.0 - rho)
+    e = ops.each
     out = []
     for vi, mi in zip(ops.items(v), ops.items(m)):
-        dt = _acc_dtype(mi.dtype)
+        dt = acc_dtype(mi.dtype)
         mf, vf = mi.to(dt), vi.to(dt)
         den = vf * (k * bc)
-        den.addcmul_(mf, mf, value=1.0 - k)
+        e.addcmul_(den, mf, mf, 1.0 - k)
         gamma = (mf * mf).div_(den).clamp_(0.0, 1.0).nan_to_num_(nan=0.0)
         out.append(gamma.to(mi.dtype))
     return out if ops.foreach else out[0]
+
+
+def _msvag(ops: Backend, v: Operand, m: Operand, hp: dict) -> Step:
+    return Step(d=None, u=msvag_factor(ops, v, m, hp["bc1"], hp["msvag_k"]))
+
+
+def _layer_mean(ops: Backend, v: Operand, m: Operand, hp: dict) -> Step:
+    """AdamL: one stepsize per layer, u = mean_i 1 / sqrt(v_i / bc2) (a 0-d scalar)."""
+    return Step(d=None, u=ops.rsqrt_mean(v, hp["sqrt_bc2"]))
+
+
+#: Adam's u = 1 / (sqrt(v / bc2) + eps) (eps outside the root when the declaration says so)
+adam_stepsize = StepsizePiece("adam", _adam, outer_eps=True)
+#: RAdam's rectified stepsize (u = 1 while rho_t <= 5)
+rectified_stepsize = StepsizePiece("rectified", _rectified, _rectified_host, outer_eps=True)
+#: SET-Adam's S/E/T transform of v (eps inside the root)
+set_stepsize = StepsizePiece("set", _set, elementwise_only=True)
+#: Eve's batch-corrected denominator
+eve_stepsize = StepsizePiece("eve", _eve, _eve_host, elementwise_only=True, outer_eps=True)
+#: M-SVAG's variance-adapted factor (no eps)
+msvag_stepsize = StepsizePiece("msvag", _msvag, _msvag_host, elementwise_only=True)
+#: AdamL's layer mean of the elementwise stepsizes after the EMA (no outer eps)
+layer_mean_stepsize = StepsizePiece("layer_mean", _layer_mean, elementwise_only=True)

@@ -40,6 +40,7 @@ class Adam(AdaptiveOptimizer):
         decoupled_weight_decay: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -51,6 +52,7 @@ class Adam(AdaptiveOptimizer):
             decoupled_weight_decay=decoupled_weight_decay,
             maximize=maximize,
             foreach=foreach,
+            fused=fused,
         )
 
 
@@ -79,6 +81,7 @@ class AdamW(Adam):
         amsgrad: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -90,6 +93,7 @@ class AdamW(Adam):
             decoupled_weight_decay=True,
             maximize=maximize,
             foreach=foreach,
+            fused=fused,
         )
 
 

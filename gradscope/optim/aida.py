@@ -60,10 +60,20 @@ class Aida(AdaptiveOptimizer):
         xi: float = 1e-20,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         check_projection_args(k, xi)
         super().__init__(
-            params, lr, betas, eps, weight_decay, maximize=maximize, foreach=foreach, k=k, xi=xi
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            maximize=maximize,
+            foreach=foreach,
+            fused=fused,
+            k=k,
+            xi=xi,
         )
 
 
@@ -96,10 +106,19 @@ class AidaGrad(AdaptiveOptimizer):
         xi: float = 1e-20,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         check_nonnegative("xi", xi)
         super().__init__(
-            params, lr, betas, eps, weight_decay, maximize=maximize, foreach=foreach, xi=xi
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            maximize=maximize,
+            foreach=foreach,
+            fused=fused,
+            xi=xi,
         )
 
 

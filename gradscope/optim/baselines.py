@@ -13,14 +13,25 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gradscope.optim import _backends as B
 from gradscope.optim import _functional as F
 from gradscope.optim._core import (
     AdaptiveOptimizer,
     TrackedOptimizer,
+    buckets,
     check_nonnegative,
     check_range,
 )
 from gradscope.optim._docs import with_args
+
+
+def _no_fused(name: str, fused: bool | None) -> None:
+    """SGD and Fromage are outside the Adam-family pipeline: they have no fused backend."""
+    if fused:
+        raise ValueError(
+            f"{name} has no fused backend (fused=True is offered by the Adam-family "
+            "optimizers): use fused=None, or foreach=True on CUDA"
+        )
 
 
 class SGD(TrackedOptimizer):
@@ -43,6 +54,7 @@ class SGD(TrackedOptimizer):
         nesterov: Nesterov momentum (needs momentum > 0 and dampening 0).
         maximize: maximize the objective.
         foreach: multi-tensor path; None picks it for CUDA parameters.
+        fused: not offered (accepted as None or False, for torch's signature).
     """
 
     def __init__(
@@ -56,6 +68,7 @@ class SGD(TrackedOptimizer):
         nesterov: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         check_nonnegative("learning rate", lr)
         check_range("momentum", momentum, 0.0, 1.0, closed_high=False)
@@ -63,6 +76,7 @@ class SGD(TrackedOptimizer):
         check_nonnegative("weight_decay", weight_decay)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum > 0 and zero dampening")
+        _no_fused("SGD", fused)
         defaults = dict(
             lr=lr,
             momentum=momentum,
@@ -87,15 +101,12 @@ class SGD(TrackedOptimizer):
             params = [p for p, _ in pairs]
             grads = [g for _, g in pairs]
             if self._use_foreach(group["foreach"], params):
-                buckets: dict[tuple, list[int]] = {}
-                for i, p in enumerate(params):
-                    key = (p.device, p.dtype, "momentum_buffer" in self.state[p])
-                    buckets.setdefault(key, []).append(i)
-                for idx in buckets.values():
-                    self._run(F.FOREACH, group, [params[i] for i in idx], [grads[i] for i in idx])
+                keys = [(p.device, p.dtype, "momentum_buffer" in self.state[p]) for p in params]
+                for idx in buckets(keys):
+                    self._run(B.FOREACH, group, [params[i] for i in idx], [grads[i] for i in idx])
             else:
                 for p, g in pairs:
-                    self._run(F.SINGLE, group, [p], [g])
+                    self._run(B.SINGLE, group, [p], [g])
         return loss
 
     def _run(self, ops: Any, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]):
@@ -144,6 +155,7 @@ class Fromage(TrackedOptimizer):
         lr: learning rate (paper: 0.01).
         maximize: maximize the objective.
         foreach: accepted for symmetry; Fromage always loops per tensor.
+        fused: not offered (accepted as None or False).
 
     References: Bernstein, Vahdat, Yue & Liu, "On the distance between two neural
     networks and the stability of learning", NeurIPS 2020.
@@ -156,8 +168,10 @@ class Fromage(TrackedOptimizer):
         *,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         check_nonnegative("learning rate", lr)
+        _no_fused("Fromage", fused)
         super().__init__(params, dict(lr=lr, maximize=maximize, foreach=foreach))
 
     @torch.no_grad()
@@ -178,7 +192,7 @@ class Fromage(TrackedOptimizer):
                 self.state[p].setdefault("step", torch.tensor(0.0))
                 self.state[p]["step"] += 1
                 x_prev = p.clone() if self._tracking else None
-                nx, ng = F.SINGLE.sumsq(p).sqrt(), F.SINGLE.sumsq(g).sqrt()
+                nx, ng = B.SINGLE.sumsq(p).sqrt(), B.SINGLE.sumsq(g).sqrt()
                 ratio = torch.where((nx > 0) & (ng > 0), nx / ng.clamp_min(1e-300), 1.0)
                 p.add_(g * ratio.to(p.dtype), alpha=-lr).mul_(shrink)
                 if self._tracking:
@@ -202,7 +216,7 @@ class RAdam(AdaptiveOptimizer):
     torch (coupled L2 unless ``decoupled_weight_decay``, the parameter's dtype).
     """
 
-    denominator = "rectified"
+    stepsize = F.rectified_stepsize
 
     def __init__(
         self,
@@ -215,6 +229,7 @@ class RAdam(AdaptiveOptimizer):
         decoupled_weight_decay: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -225,6 +240,7 @@ class RAdam(AdaptiveOptimizer):
             decoupled_weight_decay=decoupled_weight_decay,
             maximize=maximize,
             foreach=foreach,
+            fused=fused,
         )
 
 
@@ -256,6 +272,7 @@ class Yogi(AdaptiveOptimizer):
         decoupled_weight_decay: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -266,6 +283,7 @@ class Yogi(AdaptiveOptimizer):
             decoupled_weight_decay=decoupled_weight_decay,
             maximize=maximize,
             foreach=foreach,
+            fused=fused,
         )
 
 
@@ -289,7 +307,8 @@ class MSVAG(AdaptiveOptimizer):
     beta1, bias-corrects with beta2 and does not cap rho; gradscope follows the paper.
     """
 
-    denominator = "msvag"
+    stepsize = F.msvag_stepsize
+    eps_outside = False
 
     def __init__(
         self,
@@ -300,6 +319,7 @@ class MSVAG(AdaptiveOptimizer):
         *,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -309,6 +329,7 @@ class MSVAG(AdaptiveOptimizer):
             weight_decay,
             maximize=maximize,
             foreach=foreach,
+            fused=fused,
             rho_cap=0.9999,
         )
 
@@ -323,4 +344,5 @@ MSVAG.__doc__ += """
         weight_decay: coupled L2 coefficient.
         maximize: maximize the objective.
         foreach: multi-tensor path; None picks it for CUDA parameters.
+        fused: one compiled graph per bucket (see the other optimizers' ``fused``).
 """

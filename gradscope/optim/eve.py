@@ -37,7 +37,7 @@ class Eve(AdaptiveOptimizer):
 
     statistic = staticmethod(F.examplewise_square)
     statistic_is_square = False
-    denominator = "eve"
+    stepsize = F.eve_stepsize
 
     def __init__(
         self,
@@ -49,6 +49,7 @@ class Eve(AdaptiveOptimizer):
         *,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -59,6 +60,7 @@ class Eve(AdaptiveOptimizer):
             decoupled_weight_decay=True,
             maximize=maximize,
             foreach=foreach,
+            fused=fused,
         )
         self._sq_mean: dict[Tensor, Tensor] = {}
         self._batch = 0

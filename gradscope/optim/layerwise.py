@@ -30,10 +30,19 @@ class _Layerwise(AdaptiveOptimizer):
         *,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
         **extra: object,
     ) -> None:
         super().__init__(
-            params, lr, betas, eps, weight_decay, maximize=maximize, foreach=foreach, **extra
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            maximize=maximize,
+            foreach=foreach,
+            fused=fused,
+            **extra,
         )
 
 
@@ -50,7 +59,7 @@ class AdamL(_Layerwise):
     """
 
     statistic = staticmethod(F.grad_square)
-    reduction = "layer_after_ema"
+    stepsize = F.layer_mean_stepsize
 
 
 class AdaBeliefL(AdamL):
@@ -103,10 +112,20 @@ class LAida(LAdam):
         xi: float = 1e-20,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         check_projection_args(k, xi)
         super().__init__(
-            params, lr, betas, eps, weight_decay, maximize=maximize, foreach=foreach, k=k, xi=xi
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            maximize=maximize,
+            foreach=foreach,
+            fused=fused,
+            k=k,
+            xi=xi,
         )
 
 

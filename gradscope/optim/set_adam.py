@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from gradscope.optim import _functional as F
 from gradscope.optim._core import AdaptiveOptimizer, check_range
 from gradscope.optim._docs import with_args
 
@@ -23,7 +24,7 @@ class SETAdam(AdaptiveOptimizer):
     The reported stepsize is u = 1/w~. cos^2 is scale-invariant (bias correction before or
     after is the same) and 1 for d_l = 1; a layer with v == 0 gets v~ = 0.
 
-    Deviations (no official code exists; settled as spec/optimizers.md section 8): v~ is
+    Deviations (no official code exists; the choices of docs/optimizers.md): v~ is
     not written back into the state; eps only inside the sqrt; T subtracts tau * min(w)
     from every element; coupled L2 by default; eps default 1e-8.
 
@@ -31,7 +32,8 @@ class SETAdam(AdaptiveOptimizer):
     Generalisation Performance", arXiv:2302.01029.
     """
 
-    denominator = "set"
+    stepsize = F.set_stepsize
+    eps_outside = False
 
     def __init__(
         self,
@@ -45,6 +47,7 @@ class SETAdam(AdaptiveOptimizer):
         decoupled_weight_decay: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         # tau = 1 would make the smallest w~ exactly 0 (an infinite stepsize): [0, 1).
         check_range("tau", tau, 0.0, 1.0, closed_high=False)
@@ -57,6 +60,7 @@ class SETAdam(AdaptiveOptimizer):
             decoupled_weight_decay=decoupled_weight_decay,
             maximize=maximize,
             foreach=foreach,
+            fused=fused,
             tau=tau,
         )
 

@@ -11,9 +11,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: figures are files, never windows
 
-import matplotlib.pyplot as plt  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import seaborn as sns
+from matplotlib.figure import Figure
 
 __all__ = ["figure", "log_scale", "palette", "png_bytes", "save", "svg_text", "theme"]
 

@@ -15,8 +15,9 @@ sequence: ``Recorder(model, [muon, adamw], path)``. A row is complete when each 
 stepped once; its ``/step`` is the first optimizer's own t.
 
 What the optimizer did is read through :mod:`gradscope.optim.introspect`: the recorder
-never re-derives optimizer math. Reductions run on the parameters' device and are
-copied to the host once per recorded step; a writer thread appends them to the run file.
+never re-derives optimizer math (docs/design.md, rule 4). Reductions run on the parameters'
+device and are copied to the host once per recorded step; a writer thread appends them to
+the run file.
 """
 
 from __future__ import annotations
@@ -123,9 +124,9 @@ class Recorder:
         path: str | os.PathLike[str],
         every: int | sched.Schedule = 1,
         *,
-        hist_every: int | sched.Schedule | None | str = "same",
+        hist_every: int | sched.Schedule | str | None = "same",
         sample: int = 4096,
-        sample_every: int | sched.Schedule | None | str = "same",
+        sample_every: int | sched.Schedule | str | None = "same",
         full_every: int | sched.Schedule | None = None,
         examplewise_every: int | sched.Schedule | None = None,
         quantities: Iterable[str] | None = None,
@@ -197,6 +198,7 @@ class Recorder:
         self._params, self._names, self._groups = _collect_params(self.model, self.optimizers)
         self._opt_of = [self._group_opt[g] for g in self._groups]  # per optimizer parameter
         self._handles: list[Any] = []
+        self._depth: dict[int, int] = {}  # nesting of each optimizer's step hooks
         self._forward_seen: dict[int, int] = {}
         self._step = 0
         self._plan: _Plan | None = None
@@ -407,6 +409,13 @@ class Recorder:
         self._handles = []
 
     def _pre_hook(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> Any:
+        # A subclass whose step calls super().step() runs the hooks twice when torch has
+        # wrapped both classes' step (once an instance of the parent exists): act on the
+        # outermost call only, so a step is counted once and read after all of it ran.
+        depth = self._depth.get(id(optimizer), 0)
+        self._depth[id(optimizer)] = depth + 1
+        if depth:
+            return None
         if not self.recording:
             return None
         try:
@@ -455,6 +464,10 @@ class Recorder:
         return wrapped
 
     def _post_hook(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        depth = self._depth.get(id(optimizer), 1) - 1
+        self._depth[id(optimizer)] = max(depth, 0)
+        if depth > 0:
+            return
         if not self.recording:
             if optimizer is self.optimizer:
                 self._step += 1
@@ -788,7 +801,7 @@ class Recorder:
             by_col[c] = ps
         device = self._params[0].device
         values = {q: [self._value(ps, q) for ps in by_col] for q in self.quantities}
-        for q in ("stepsize",) + S.ZERO_COUNTED:
+        for q in ("stepsize", *S.ZERO_COUNTED):
             values.setdefault(q, [None] * len(by_col))
         # coordinates per layer value: the layer size for core quantities (a 0-d value
         # stands for every coordinate), the state tensor's own size otherwise

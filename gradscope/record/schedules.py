@@ -1,11 +1,12 @@
 """Recording schedules: plain ``step -> bool`` functions (as in Cockpit's ``schedules.py``).
 
 Steps count optimizer steps from 1 (the step a post-hook sees right after the first
-``optimizer.step()``). Combine schedules with :func:`any_of` / :func:`all_of`:
+``optimizer.step()``). Combine schedules with :func:`any_of` / :func:`all_of`.
 
->>> s = any_of(first(5), every(100))
->>> [t for t in range(1, 300) if s(t)]
-[1, 2, 3, 4, 5, 100, 200]
+Examples:
+    >>> s = any_of(first(5), every(100))
+    >>> [t for t in range(1, 300) if s(t)]
+    [1, 2, 3, 4, 5, 100, 200]
 """
 
 from __future__ import annotations

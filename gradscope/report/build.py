@@ -775,8 +775,13 @@ def build(
     Args:
         path: the run file.
         out: output folder (default ``<file stem>_report`` next to the file).
-        layers, steps, fit_steps, fit_layers, exclude_dead, max_points, progress: as in
-            :func:`analyze_run`.
+        layers: as in :func:`analyze_run`.
+        steps: as in :func:`analyze_run`.
+        fit_steps: as in :func:`analyze_run`.
+        fit_layers: as in :func:`analyze_run`.
+        exclude_dead: as in :func:`analyze_run`.
+        max_points: as in :func:`analyze_run`.
+        progress: as in :func:`analyze_run`.
         formats: figure file formats besides the embedded PNG (``png``, ``svg``, ``pdf``).
     """
     bad = [f for f in formats if f not in ("png", "svg", "pdf")]

@@ -1,6 +1,6 @@
 """The run-file schema: one vocabulary for the recorder, the file, the reader and the docs.
 
-Every name a run file uses is defined here once (Rule 4): the quantities (``grad``,
+Every name a run file uses is defined here once (docs/design.md, rule 4): the quantities (``grad``,
 ``exp_avg``, ``exp_avg_sq``, ``stepsize``, ``update``, ``param``), the per-layer statistics,
 the fixed histogram edges and the dataset paths. ``docs/run-format.md`` describes the same
 layout for people who read the file with plain h5py.

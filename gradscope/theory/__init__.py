@@ -1,7 +1,7 @@
 """Exact laws of adaptive updates, Monte Carlo for the rest, and exact cosine randomness tests.
 
 Self-contained (NumPy and SciPy only). The derivations, and what is exact versus approximate,
-are in ``docs/theory.md`` and ``shared/spec/theory.md``.
+are in ``docs/theory.md`` (its "Derivations and checks" part, numbered sections 1-9).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from gradscope.theory.cosine import (
     effective_dimension,
     estimate_effective_dimension,
     fdr_control,
-    seed_threshold,
-    seed_threshold_fpr,
+    sqrt_log_threshold,
+    sqrt_log_threshold_fpr,
     valid_threshold,
 )
 from gradscope.theory.distributions import (
@@ -114,6 +114,8 @@ __all__ = [
     "cosine_similarity",
     "cosine_test",
     "effective_dimension",
+    "ema_nc_cdf",
+    "ema_nc_pdf",
     "ema_scale",
     "ema_update",
     "ema_update_approx",
@@ -121,8 +123,6 @@ __all__ = [
     "ema_update_gen",
     "ema_update_nc",
     "ema_update_nc_gen",
-    "ema_nc_cdf",
-    "ema_nc_pdf",
     "ema_var_abs_update",
     "ema_var_update",
     "ema_weight_norm2",
@@ -135,20 +135,20 @@ __all__ = [
     "imhof_abs_cdf",
     "imhof_cdf",
     "imhof_pdf",
-    "quadform_abs_cdf",
-    "quadform_cdf",
-    "quadform_pdf",
     "ks_distance",
     "laplace_abs_mean",
     "laplace_even_moment",
     "paper_approx_var_abs_update",
     "pit_histogram",
+    "quadform_abs_cdf",
+    "quadform_cdf",
+    "quadform_pdf",
     "quadform_update_gen",
     "scenario",
-    "seed_threshold",
-    "seed_threshold_fpr",
     "simulate_adam",
     "simulate_scenario",
+    "sqrt_log_threshold",
+    "sqrt_log_threshold_fpr",
     "student_t_model",
     "student_t_variance",
     "t_eff",

@@ -1,9 +1,13 @@
-"""Exact cosine randomness tests (seed 001, corrected by spec section 8).
+"""Exact cosine randomness tests: the student abstract's test, corrected.
+
+The test is that of J. Zhang, Qiao, Lopotenco & Pan, "Understanding Stochastic Optimization
+Behavior at the Layer Update Level" (AAAI student abstract); ``docs/theory.md``, section 8,
+derives its exact null and shows that the abstract's bound is false.
 
 Under the null "independent, at least one isotropic", ``c = cos(x, y)`` in ``R^n`` has the law
 ``C_n`` of :data:`gradscope.theory.cosine_null`, and ``T = c sqrt((n-1)/(1-c^2))`` is exactly
-Student t with ``n-1`` degrees of freedom. The seed's threshold ``sqrt(log n / n)`` does not
-control the false-positive rate at ``1/n``; :func:`seed_threshold_fpr` gives its true rate.
+Student t with ``n-1`` degrees of freedom. The abstract's threshold ``sqrt(log n / n)`` does not
+control the false-positive rate at ``1/n``; :func:`sqrt_log_threshold_fpr` gives its true rate.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ __all__ = [
     "effective_dimension",
     "estimate_effective_dimension",
     "fdr_control",
-    "seed_threshold",
-    "seed_threshold_fpr",
+    "sqrt_log_threshold",
+    "sqrt_log_threshold_fpr",
     "valid_threshold",
 ]
 
@@ -119,10 +123,10 @@ def cosine_critical_value(
     return big_t / np.sqrt(big_t * big_t + n - 1)
 
 
-def seed_threshold(n: npt.ArrayLike, eps: npt.ArrayLike | None = None) -> FloatArray:
-    """The seed's threshold ``sqrt(-log(eps)/n)``, ``eps = 1/n`` by default: ``sqrt(log n/n)``.
+def sqrt_log_threshold(n: npt.ArrayLike, eps: npt.ArrayLike | None = None) -> FloatArray:
+    """The student abstract's threshold ``sqrt(-log(eps)/n)``; ``eps = 1/n``: ``sqrt(log n/n)``.
 
-    It does NOT bound the false-positive rate by ``eps``: see :func:`seed_threshold_fpr`.
+    It does NOT bound the false-positive rate by ``eps``: see :func:`sqrt_log_threshold_fpr`.
     """
     n = np.asarray(n, dtype=float)
     e = 1.0 / n if eps is None else np.asarray(eps, dtype=float)
@@ -136,20 +140,20 @@ def valid_threshold(n: npt.ArrayLike, eps: npt.ArrayLike | None = None) -> Float
     return np.sqrt(2 * np.log(2 / e) / n)
 
 
-def seed_threshold_fpr(
+def sqrt_log_threshold_fpr(
     n: npt.ArrayLike,
     eps: npt.ArrayLike | None = None,
     *,
     two_sided: bool = True,
     threshold: npt.ArrayLike | None = None,
 ) -> FloatArray:
-    """Exact false-positive rate ``P(|c| > tau)`` of a threshold (default the seed's).
+    """Exact false-positive rate ``P(|c| > tau)`` of a threshold (default the student abstract's).
 
     For ``eps = 1/n`` it is 0.1353 at n = 10, 0.03116 at 100 and 0.00852 at 1000: of order
     ``sqrt(eps)``, not ``eps``. The one-sided rule has half the rate.
     """
     n = np.asarray(n, dtype=float)
-    tau = seed_threshold(n, eps) if threshold is None else np.asarray(threshold, dtype=float)
+    tau = sqrt_log_threshold(n, eps) if threshold is None else np.asarray(threshold, dtype=float)
     p = exact.cosine_abs_sf(tau, n)
     return p if two_sided else p / 2
 
@@ -172,8 +176,8 @@ def estimate_effective_dimension(samples: npt.ArrayLike, min_lag: int = 1) -> fl
     """Estimate ``n_eff`` from zero-mean independent samples (rows), without forming ``S``.
 
     Uses ``E|g|^2 = tr(S)`` and ``E[(g_i . g_j)^2] = tr(S^2)`` over pairs ``|i - j| >= min_lag``
-    (spec 8.3), so it works for layers far too large for an ``n x n`` covariance. The ratio is
-    consistent, not unbiased.
+    (docs/theory.md, section 8.3), so it works for layers far too large for an ``n x n``
+    covariance. The ratio is consistent, not unbiased.
     """
     g = np.asarray(samples, dtype=float)
     if g.ndim != 2 or g.shape[0] < 2:
@@ -244,7 +248,7 @@ def combine_pvalues(
     """Combine independent p-values (e.g. successive cosines of one layer) along ``axis``.
 
     Successive cosines ``cos(g_t, g_{t-1})`` are exactly independent under the isotropic
-    i.i.d. null (spec 8.2), so Fisher and Stouffer are exact there. Wraps
+    i.i.d. null (docs/theory.md, section 8.2), so Fisher and Stouffer are exact there. Wraps
     ``scipy.stats.combine_pvalues``.
     """
     p = np.asarray(pvalues, dtype=float)

@@ -1,8 +1,9 @@
 """Laws of adaptive updates as ``scipy.stats`` distributions.
 
 Each law is an ``rv_continuous`` subclass with a module-level instance, so users get
-freezing, ``fit``, ``expect`` and ``scipy.stats.kstest`` for free (STYLE rule 7). The
-derivations are in ``shared/spec/theory.md``; :mod:`gradscope.theory.exact` holds the kernels.
+freezing, ``fit``, ``expect`` and ``scipy.stats.kstest`` for free (the scipy.stats model:
+``docs/design.md``, house style). The derivations are in ``docs/theory.md`` ("Derivations and
+checks", sections 1-9); :mod:`gradscope.theory.exact` holds the kernels.
 
 EXACT laws: :data:`cosine_null`, :data:`adam_update`, :data:`adam_update_scaled`,
 :data:`ema_update`, :data:`adam_update_nc`, :data:`ema_update_nc`, :data:`adam_update_imhof`,
@@ -160,7 +161,7 @@ class cosine_null_gen(_ScaledCosineGen):
 
     References
     ----------
-    .. [1] spec/theory.md, section 8 (exact null of the cosine randomness test).
+    .. [1] docs/theory.md, section 8 (exact null of the cosine randomness test).
     """
 
     def _shape_info(self):
@@ -178,7 +179,7 @@ class adam_update_gen(_ScaledCosineGen):
 
     Notes
     -----
-    Exact (Theorem 1 of the seed paper, re-derived): :math:`u^2 \sim Beta(1/2, (t-1)/2)`, and
+    Exact (Theorem 1 of Zhang & Ziyin, re-derived): :math:`u^2 \sim Beta(1/2, (t-1)/2)`, and
 
     .. math:: f(u; t) = \frac{(1 - u^2)^{(t-3)/2}}{B(1/2, (t-1)/2)}, \quad -1 \le u \le 1,
 
@@ -191,7 +192,7 @@ class adam_update_gen(_ScaledCosineGen):
     ----------
     .. [1] Z. Zhang and L. Ziyin, "On the Distributional Properties of Adaptive Gradients",
            UAI 2021, arXiv:2105.07222 (Eqs. 28-33).
-    .. [2] spec/theory.md, section 2.
+    .. [2] docs/theory.md, section 2.
     """
 
     def _shape_info(self):
@@ -205,7 +206,7 @@ class adam_update_gen(_ScaledCosineGen):
 
 
 class adam_update_scaled_gen(_ScaledCosineGen):
-    r"""The seed paper's scaled update ``s = sqrt(t) u`` (its Eq. 30 variable).
+    r"""Zhang & Ziyin's scaled update ``s = sqrt(t) u`` (its Eq. 30 variable).
 
     Notes
     -----
@@ -217,7 +218,7 @@ class adam_update_scaled_gen(_ScaledCosineGen):
 
     References
     ----------
-    .. [1] arXiv:2105.07222, Eqs. 30-33 and Corollaries 1-2; spec/theory.md, section 2.
+    .. [1] arXiv:2105.07222, Eqs. 30-33 and Corollaries 1-2; docs/theory.md, section 2.
     """
 
     def _shape_info(self):
@@ -242,11 +243,11 @@ class ema_update_gen(_ScaledCosineGen):
               \quad -k \le u \le k.
 
     ``Var u = 1/t_eff``. It approximates real Adam (``beta2 = 0.999``) to about 1e-4 in CDF
-    for ``t >= 3`` (spec section 4). ``beta1 = 0`` is RMSProp with uniform v.
+    for ``t >= 3`` (docs/theory.md, section 4). ``beta1 = 0`` is RMSProp with uniform v.
 
     References
     ----------
-    .. [1] spec/theory.md, section 3.1.
+    .. [1] docs/theory.md, section 3.1.
     """
 
     def _shape_info(self):
@@ -260,7 +261,7 @@ class ema_update_gen(_ScaledCosineGen):
 
 
 class ema_update_approx_gen(_ScaledCosineGen):
-    r"""APPROXIMATE: the seed paper's "Theorem 1 with t replaced by t_eff".
+    r"""APPROXIMATE: Zhang & Ziyin's "Theorem 1 with t replaced by t_eff".
 
     Notes
     -----
@@ -274,7 +275,7 @@ class ema_update_approx_gen(_ScaledCosineGen):
 
     References
     ----------
-    .. [1] arXiv:2105.07222, section 3.1; spec/theory.md, section 3.2.
+    .. [1] arXiv:2105.07222, section 3.1; docs/theory.md, section 3.2.
     """
 
     def _shape_info(self):
@@ -303,7 +304,7 @@ class adam_update_nc_gen(stats.rv_continuous):
 
     References
     ----------
-    .. [1] spec/theory.md, sections 2.1, 5 and 7.2.
+    .. [1] docs/theory.md, sections 2.1, 5 and 7.2.
     """
 
     def _shape_info(self):
@@ -357,7 +358,7 @@ class ema_update_nc_gen(stats.rv_continuous):
 
     References
     ----------
-    .. [1] spec/theory.md, section 5 (uniform v, any w, any mean) and section 9.
+    .. [1] docs/theory.md, section 5 (uniform v, any w, any mean) and section 9.
     """
 
     def _shape_info(self):
@@ -442,7 +443,7 @@ class adam_update_imhof_gen(stats.rv_continuous):
     ----------
     .. [1] J. P. Imhof, "Computing the distribution of quadratic forms in normal variables",
            Biometrika 48 (1961).
-    .. [2] spec/theory.md, section 4.
+    .. [2] docs/theory.md, section 4.
     """
 
     def _shape_info(self):
@@ -515,11 +516,12 @@ class quadform_update_gen(stats.rv_continuous):
     No shape parameters: the weights are fixed at construction. CDF by
     :func:`exact.quadform_cdf` (checked against Imhof's formula), pdf by its derivative, even
     moments by the Laplace-transform integral; support
-    ``[-B, B]`` with ``B = sqrt(sum w^2/a)``. The density can be bimodal (spec section 7.1).
+    ``[-B, B]`` with ``B = sqrt(sum w^2/a)``. The density can be bimodal (docs/theory.md,
+    section 7.1).
 
     References
     ----------
-    .. [1] spec/theory.md, sections 4 and 7.1.
+    .. [1] docs/theory.md, sections 4 and 7.1.
     """
 
     def __init__(self, w, v_weights, scale=None, **kwargs):
@@ -581,7 +583,7 @@ def update_law(
     snr: float = 0.0,
     scaled: bool = False,
 ):
-    """The exact frozen law of the update at step t for the given case (spec section 5).
+    """The exact frozen law of the update at step t for the given case (docs/theory.md, section 5).
 
     ``beta=None`` means simple averaging. Dispatches to the closed form where one exists
     (simple averaging, EMA m with uniform v, with or without a constant mean) and to the

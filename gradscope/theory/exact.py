@@ -1,6 +1,6 @@
 """Closed forms and exact one-dimensional integrals for adaptive-update laws.
 
-Everything here follows ``shared/spec/theory.md`` (sections 2-4 and 8). The central object
+Everything here follows ``docs/theory.md`` (derivations, sections 2-4 and 8). The central object
 is the law ``C_n`` of the cosine between a uniformly random direction and a fixed one in
 ``R^n``: ``(1 + C_n)/2 ~ Beta((n-1)/2, (n-1)/2)``. The Adam update under i.i.d. Gaussian
 gradients with simple averaging is ``C_t``; with an EMA first moment and uniform ``v`` it is
@@ -30,6 +30,8 @@ __all__ = [
     "cosine_pdf",
     "cosine_ppf",
     "cosine_sf",
+    "ema_nc_cdf",
+    "ema_nc_pdf",
     "ema_scale",
     "ema_var_abs_update",
     "ema_var_update",
@@ -40,8 +42,6 @@ __all__ = [
     "imhof_abs_cdf",
     "imhof_cdf",
     "imhof_pdf",
-    "ema_nc_cdf",
-    "ema_nc_pdf",
     "laplace_abs_mean",
     "laplace_even_moment",
     "paper_approx_var_abs_update",
@@ -65,7 +65,7 @@ FloatArray = npt.NDArray[np.float64]
 
 
 # --------------------------------------------------------------------------------------------
-# The cosine law C_n (spec sections 2 and 8). Vectorised kernels used by the distributions.
+# The cosine law C_n (docs/theory.md, sections 2 and 8). Kernels used by the distributions.
 # --------------------------------------------------------------------------------------------
 
 
@@ -80,7 +80,10 @@ def cosine_logpdf(x: ArrayLike, n: ArrayLike) -> FloatArray:
 
 
 def cosine_pdf(x: ArrayLike, n: ArrayLike) -> FloatArray:
-    """Density of ``C_n`` (spec Eq. 28): ``(1-x^2)^((n-3)/2) / B(1/2, (n-1)/2)``."""
+    """Density of ``C_n``: ``(1-x^2)^((n-3)/2) / B(1/2, (n-1)/2)``.
+
+    Eq. 28 of Zhang & Ziyin (UAI 2021); docs/theory.md, section 2.
+    """
     return np.exp(cosine_logpdf(x, n))
 
 
@@ -184,7 +187,7 @@ def cosine_ppf(q: ArrayLike, n: ArrayLike) -> FloatArray:
 
 
 def t_statistic_from_update(u: ArrayLike, t: ArrayLike) -> FloatArray:
-    """Map an update ``u`` (or a cosine) to ``T = u sqrt((t-1)/(1-u^2))`` (spec 2.1)."""
+    """Map an update ``u`` (or a cosine) to ``T = u sqrt((t-1)/(1-u^2))`` (docs/theory.md, 2.1)."""
     return _t_of_cos(np.asarray(u, dtype=float), np.asarray(t, dtype=float))
 
 
@@ -198,7 +201,7 @@ def update_from_t_statistic(big_t: ArrayLike, t: ArrayLike) -> FloatArray:
 
 
 # --------------------------------------------------------------------------------------------
-# Moments and the Corollary 1 / 2 curves (spec section 2).
+# Moments and the Corollary 1 / 2 curves (docs/theory.md, section 2).
 # --------------------------------------------------------------------------------------------
 
 
@@ -209,7 +212,7 @@ def abs_mean_cosine(t: ArrayLike) -> FloatArray:
 
 
 def var_update(t: ArrayLike) -> FloatArray:
-    """``Var u = 1/t`` for simple averaging (spec Eq. 22)."""
+    """``Var u = 1/t`` for simple averaging (Eq. 22 of Zhang & Ziyin; docs/theory.md, section 2)."""
     return 1.0 / np.asarray(t, dtype=float)
 
 
@@ -242,7 +245,7 @@ def excess_kurtosis(t: ArrayLike) -> FloatArray:
 
 
 # --------------------------------------------------------------------------------------------
-# EMA weights, t_eff and the EMA (uniform v) versions of the curves (spec section 3).
+# EMA weights, t_eff and the EMA (uniform v) versions of the curves (docs/theory.md, section 3).
 # --------------------------------------------------------------------------------------------
 
 
@@ -274,7 +277,10 @@ def ema_weight_norm2(t: ArrayLike, beta: ArrayLike) -> FloatArray:
 
 
 def t_eff(t: ArrayLike, beta: ArrayLike) -> FloatArray:
-    """Effective sample size ``1/||w||^2`` (spec Eq. 12), tending to ``(1+b)/(1-b)``."""
+    """Effective sample size ``1/||w||^2``, tending to ``(1+b)/(1-b)``.
+
+    Eq. 12 of Zhang & Ziyin (UAI 2021); docs/theory.md, section 3.
+    """
     return 1.0 / ema_weight_norm2(t, beta)
 
 
@@ -307,7 +313,7 @@ def paper_approx_var_abs_update(t: ArrayLike, beta1: ArrayLike) -> FloatArray:
 
 
 # --------------------------------------------------------------------------------------------
-# The Student t model of Liu et al. (spec 2.1).
+# The Student t model of Liu et al. (docs/theory.md, section 2.1).
 # --------------------------------------------------------------------------------------------
 
 
@@ -363,7 +369,7 @@ def adam_update_bound_limit(beta1: float, beta2: float) -> float:
 
 
 # --------------------------------------------------------------------------------------------
-# Imhof's formula for P(|u| <= x) with any weights and per-step scales (spec section 4).
+# Imhof's formula for P(|u| <= x) with any weights and per-step scales (docs/theory.md, section 4).
 # --------------------------------------------------------------------------------------------
 
 
@@ -384,7 +390,7 @@ def _imhof_terms(xs: FloatArray, b2: FloatArray, alpha: FloatArray, norm: FloatA
 
     ``M_x = b b^T - x^2 diag(alpha)`` divided by ``norm``; the matrix determinant lemma
     avoids any eigen-decomposition: ``det = prod(1 - iu d_j) (1 - iu sum b_j^2/(1 - iu d_j))``.
-    Each factor keeps a continuous principal branch for ``u > 0`` (see spec section 4).
+    Each factor keeps a continuous principal branch for ``u > 0`` (see docs/theory.md, section 4).
     """
     d = -(xs[:, None] ** 2) * alpha[None, :] / norm[:, None]  # (nx, t), <= 0
     dd = -2 * xs[:, None] * alpha[None, :] / norm[:, None]  # d d / d x
@@ -639,7 +645,7 @@ def quadform_pdf(
 
 
 # --------------------------------------------------------------------------------------------
-# Laplace-transform moments (spec section 4).
+# Laplace-transform moments (docs/theory.md, section 4).
 # --------------------------------------------------------------------------------------------
 
 
@@ -693,7 +699,7 @@ def laplace_abs_mean(w: ArrayLike, a: ArrayLike, scale: ArrayLike | None = None)
 
 
 # --------------------------------------------------------------------------------------------
-# Uniform v, EMA m, constant mean (spec section 5): one exact 1-D integral.
+# Uniform v, EMA m, constant mean (docs/theory.md, section 5): one exact 1-D integral.
 # --------------------------------------------------------------------------------------------
 
 
@@ -752,7 +758,8 @@ def ema_nc_cdf(x: ArrayLike, t: int, beta1: float | None, snr: float) -> FloatAr
     """Exact CDF of ``u`` with an EMA first moment, uniform v and constant mean ``snr = mu/s``.
 
     ``u = k X/sqrt(X^2 + Y)``, ``X ~ N(snr/||w||, 1)``, ``Y ~ ncchi2_{t-1}(snr^2 (t - t_eff))``:
-    one 1-D integral (spec section 5). ``beta1=None`` is simple averaging (the noncentral t law).
+    one 1-D integral (docs/theory.md, section 5). ``beta1=None`` is simple averaging (the
+    noncentral t law).
     """
     x = np.asarray(x, dtype=float)
     k = _ema_nc_parts(t, beta1, snr)[0]

@@ -1,9 +1,10 @@
 """Goodness of fit of recorded updates to a theoretical law, effect sizes first.
 
 With 1e5-1e7 samples per layer every p-value rejects, so the record leads with effect sizes
-(spec 8.3, item 4): the KS distance, the Cramer-von Mises ``omega^2``, the total-variation
-distance of the PIT histogram from uniform, and the variance and magnitude-variance ratios to
-theory (1 when the law fits). Flags mark bimodality, skew and heavy tails relative to theory.
+(docs/theory.md, section 8.3, item 4): the KS distance, the Cramer-von Mises ``omega^2``, the
+total-variation distance of the PIT histogram from uniform, and the variance and
+magnitude-variance ratios to theory (1 when the law fits). Flags mark bimodality, skew and
+heavy tails relative to theory.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 The simulator runs ``n`` independent scalar recursions in float64, vectorised over ``n``. It
 is deliberately the recursion itself, not a sampler built from the theory, so it can check
-the theory (spec section 6). Non-zero mean with EMAs, ``eps > 0`` and heavy tails are
-Monte Carlo only (spec section 5).
+the theory (docs/theory.md, section 6). Non-zero mean with EMAs, ``eps > 0`` and heavy tails
+are Monte Carlo only (docs/theory.md, section 5).
 """
 
 from __future__ import annotations
@@ -145,7 +145,9 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "drifting_mean": {"mu": _linear_mean},
     "heavy_tails": {"noise": "cauchy"},
 }
-"""Section-6 scenarios of the seed paper (spec section 7), as ``simulate_adam`` keywords.
+"""Section-6 scenarios of Zhang & Ziyin (UAI 2021), as ``simulate_adam`` keywords.
+
+They are re-examined in docs/theory.md, section 7.
 
 ``variance_jump``: sigma 1 up to t = 10, then 10. ``growing``: sigma = 2^t. ``linear_growth``:
 sigma = t. ``shrinking``: sigma = 1/t. ``nonzero_mean``: mu = -0.5. ``drifting_mean``:

@@ -1,4 +1,4 @@
-"""Float64 NumPy transcription of spec/optimizers.md: the slow oracle for gradscope.optim.
+"""Float64 NumPy transcription of docs/optimizers.md: the slow oracle for gradscope.optim.
 
 Written for clarity, not speed: every rule is the spec's equations applied literally,
 layer by layer (a layer = one parameter array). Aida's projections are computed as actual
@@ -78,7 +78,7 @@ class Reference:
             m = b1 * self.m[i] + (1 - b1) * g
             self.m[i] = m
             bc1, bc2 = 1 - b1**t, 1 - b2**t
-            if name in ("adam", "adamw", "radam", "msvag", "setadam", "adaml", "ladam"):
+            if name in ("adam", "adamw", "adamplus", "radam", "msvag", "setadam", "adaml", "ladam"):
                 s = g * g
             elif name in ("adabelief", "adabeliefl", "ladabelief"):
                 s = (g - m) ** 2
@@ -101,6 +101,7 @@ class Reference:
                 v = b2 * self.v[i] + (1 - b2) * s
             if name in (
                 "adabelief",
+                "adamplus",
                 "aida",
                 "aidagrad",
                 "adaml",
@@ -115,7 +116,7 @@ class Reference:
                 self.vmax[i] = np.maximum(self.vmax[i], v)
                 v = self.vmax[i]
             mhat = m / bc1
-            if name in ("adam", "adamw", "adabelief", "yogi") and not hp.get("rectify"):
+            if name in ("adam", "adamw", "adabelief", "adamplus", "yogi") and not hp.get("rectify"):
                 u = 1 / (np.sqrt(v / bc2) + eps)
             elif name in ("radam", "adabelief"):
                 r = rect(b2, t)

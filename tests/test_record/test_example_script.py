@@ -1,4 +1,4 @@
-"""The recorder's example script runs and writes a readable run file (Rule 3)."""
+"""The recorder's example script runs and writes a readable run file (docs/design.md, rule 3)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from gradscope.runfile import RunFile
+
+pytestmark = pytest.mark.slow  # starts other Python processes
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""Every gradscope optimizer is recorded through the introspection API (Rule 4)."""
+"""Every gradscope optimizer is recorded through the introspection API (docs/design.md, rule 4)."""
 
 from __future__ import annotations
 

@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import signal
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
 from gradscope.runfile import RunFile
+from tests.helpers.processes import free_port, spawn
 
-CHILD = str(Path(__file__).with_name("record_child.py"))
-
-
-def spawn(*args):
-    return subprocess.Popen(
-        [sys.executable, CHILD, *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+pytestmark = pytest.mark.slow  # starts other Python processes
 
 
 @pytest.mark.parametrize("mode", ["kill", "kill-live"])
@@ -75,18 +63,12 @@ def test_live_reader_follows_training(tmp_path):
         assert run.n_rows == 60
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_gloo_rank0_records_and_per_rank_files(tmp_path):
     path = tmp_path / "ddp.h5"
     port = free_port()
     procs = [spawn("ddp", path, rank, 2, port) for rank in range(2)]
     for p in procs:
-        out, err = p.communicate(timeout=120)
+        _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
     assert sorted(x.name for x in tmp_path.iterdir()) == [
         "ddp.h5",

@@ -4,6 +4,7 @@ optimizer reported, schedules, failure policy and model coverage."""
 from __future__ import annotations
 
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -428,7 +429,7 @@ def test_unreadable_optimizer_refused_at_construction(tmp_path):
     from gradscope.errors import UnsupportedOptimizerError
 
     class NotAnOptimizer:
-        param_groups: list = []
+        param_groups: ClassVar[list] = []
 
     model = mlp()
     opt = NotAnOptimizer()
@@ -447,6 +448,7 @@ def test_strict_close_error_does_not_mask_training_exception(tmp_path, monkeypat
             raise KeyError("mine")
 
 
+@pytest.mark.slow  # torch.compile
 @pytest.mark.parametrize("wrap", ["compile", "compile-fullgraph"])
 def test_compiled_model_records_as_eager(tmp_path, wrap):
     """torch.compile (dynamo + AOTAutograd, no C++ build) records the same run as eager.
@@ -485,6 +487,7 @@ def test_compiled_model_records_as_eager(tmp_path, wrap):
         comp.close()
 
 
+@pytest.mark.slow  # torch.compile
 @pytest.mark.parametrize("make_opt", ["torch", "gradscope"])
 def test_compiled_optimizer_step_records_as_eager(tmp_path, make_opt):
     """A user-compiled ``opt.step()`` runs the recorder's hooks eagerly (compiler-disabled):

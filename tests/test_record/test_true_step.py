@@ -156,3 +156,38 @@ def test_dead_and_eps_dominated_counts(tmp_path):
     np.testing.assert_array_equal(epsd[-1], [want_eps[i] for i in cols])
     assert zeros[-1][0] == 21 and epsd[-1][0] >= 21
     assert np.isnan(run.summary("grad", "zeros")).all()  # counted for exp_avg_sq only
+
+
+class SGDWithAux(torch.optim.SGD):
+    """A user's subclass whose step calls super().step() and then adds state."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = super().step(closure)
+        for p in (p for g in self.param_groups for p in g["params"]):
+            self.state[p]["aux"] = p.grad.clone()
+        return loss
+
+
+def test_subclass_calling_super_step_is_one_step(tmp_path):
+    """Once a plain SGD exists, torch has wrapped SGD.step too, so the hooks of a subclass
+    fire around both calls: the recorder counts one step and reads the state after the
+    whole subclass step (its ``aux`` entry included)."""
+    torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)  # wraps SGD.step
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 2))
+    opt = SGDWithAux(model.parameters(), lr=0.1)
+    path = tmp_path / "sub.h5"
+    grads = []
+    with Recorder(model, opt, path, sample=0) as rec:
+        for _ in range(4):
+            opt.zero_grad()
+            model(torch.randn(5, 3)).square().mean().backward()
+            opt.step()
+            grads.append(model[0].weight.grad.double().norm().item())
+        assert rec.step == 4
+    run = RunFile(path)
+    np.testing.assert_array_equal(run.recorder_steps, [1, 2, 3, 4])
+    assert "aux" in run.quantities
+    col = run.layer_index("0.weight")
+    np.testing.assert_allclose(run.summary("aux", "norm")[:, col], grads, rtol=1e-6)

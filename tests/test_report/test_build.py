@@ -38,7 +38,7 @@ def test_gaussian_adam_fits_exact_law(adam_run):
     assert an.optimizer == "Adam" and an.beta1 == 0.9
     assert len(an.fits) >= 6
     for f in an.fits:
-        # 3000-6000 samples: KS noise ~ 1/sqrt(n); the model error is 1e-4 (spec 4)
+        # 3000-6000 samples: KS noise ~ 1/sqrt(n); the model error is 1e-4 (docs/theory.md, 4)
         assert f.ks_distance < 1.6 / np.sqrt(f.n), (f.layer, f.t, f.ks_distance)
         assert abs(f.var_ratio - 1) < 0.1 and not f.heavy_tailed
     m = an.moments

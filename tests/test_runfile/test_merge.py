@@ -13,7 +13,7 @@ import pytest
 from gradscope.errors import RunFileError
 from gradscope.runfile import RunFile, RunWriter, merge_ranks
 from gradscope.runfile import schema as S
-from tests.test_runfile.test_runfile import make_layout, make_row
+from tests.helpers.runfiles import make_layout, make_row
 
 
 def rank_layout(**kw) -> S.Layout:
@@ -129,9 +129,10 @@ def test_different_steps_are_refused(tmp_path):
         merge_ranks([a, tmp_path / "a.rank00001.h5"], tmp_path / "m.h5")
 
 
+@pytest.mark.slow
 def test_merge_real_gloo_rank_files(tmp_path):
     """Two gloo processes with per_rank=True (tests/test_record/record_child.py)."""
-    from tests.test_record.test_processes import free_port, spawn
+    from tests.helpers.processes import free_port, spawn
 
     port = free_port()
     procs = [spawn("ddp", tmp_path / "ddp.h5", rank, 2, port) for rank in range(2)]

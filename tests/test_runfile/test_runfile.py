@@ -17,33 +17,9 @@ from hypothesis import strategies as st
 from gradscope.errors import MissingDataError, RunFileError
 from gradscope.runfile import RunFile, RunWriter
 from gradscope.runfile import schema as S
+from tests.helpers.runfiles import make_layout, make_row
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def make_layout(full=("grad",)) -> S.Layout:
-    layers = (
-        S.LayerInfo("fc1.weight", (3, 4), 0, 1, 0),
-        S.LayerInfo("fc1.bias", (3,), 0, 0, 1),
-        S.LayerInfo("out.weight", (2, 3), 1, 2, 2),
-    )
-    index = (np.array([1, 5, 7]), np.array([0, 2]), np.arange(6))
-    return S.Layout(layers=layers, n_groups=2, sample_index=index, full_quantities=full)
-
-
-def make_row(lay: S.Layout, t: int, rng: np.random.Generator, with_hist: bool) -> S.SummaryRow:
-    n_layers = len(lay.layers)
-    return S.SummaryRow(
-        step=t,
-        wall_time=1000.0 + t,
-        loss=1.0 / t,
-        lr=np.array([1e-3, 2e-3]) * t,
-        stats={q: rng.standard_normal((n_layers, len(S.STATS))) for q in lay.quantities},
-        cosine={q: rng.uniform(-1, 1, n_layers) for q in S.COSINE_QUANTITIES},
-        hist={q: rng.integers(0, 9, (n_layers, lay.hist_specs[q].n_bins)) for q in lay.quantities}
-        if with_hist
-        else None,
-    )
 
 
 def test_round_trip(tmp_path):
@@ -237,6 +213,7 @@ def test_corrupt_metadata_is_runfile_error(tmp_path):
         RunFile(path)
 
 
+@pytest.mark.slow
 def test_live_reader_sees_growing_file(tmp_path):
     """A SWMR reader in this process follows a writer in another one."""
     path = tmp_path / "live.h5"

@@ -9,23 +9,23 @@ from scipy import stats
 import gradscope.theory as th
 
 
-def test_seed_threshold_fpr_table():
+def test_sqrt_log_threshold_fpr_table():
     n = np.array([10, 100, 1000, 1e4, 1e6, 1e8])
     np.testing.assert_allclose(
-        th.seed_threshold(n), [0.4799, 0.2146, 0.0831, 0.0304, 0.00372, 0.00043], atol=6e-5
+        th.sqrt_log_threshold(n), [0.4799, 0.2146, 0.0831, 0.0304, 0.00372, 0.00043], atol=6e-5
     )
-    fpr = th.seed_threshold_fpr(n)
+    fpr = th.sqrt_log_threshold_fpr(n)
     np.testing.assert_allclose(fpr[:3], [0.1353, 0.03116, 0.00852], rtol=6e-4)
     np.testing.assert_allclose(fpr[3:], [2.40e-3, 2.02e-4, 1.77e-5], rtol=5e-3)
     assert np.all(fpr > 1 / n)
-    np.testing.assert_allclose(th.seed_threshold_fpr(n, two_sided=False), fpr / 2)
+    np.testing.assert_allclose(th.sqrt_log_threshold_fpr(n, two_sided=False), fpr / 2)
     # the asymptotic 2 Phi_bar(sqrt(log 1/eps)) within 0.2% at n = 1e4
     assert fpr[3] == pytest.approx(2 * stats.norm.sf(np.sqrt(np.log(1e4))), rel=2e-3)
 
 
 def test_valid_threshold_and_critical_value():
     n = np.array([10, 1000, 1e6])
-    fpr = th.seed_threshold_fpr(n, threshold=th.valid_threshold(n))
+    fpr = th.sqrt_log_threshold_fpr(n, threshold=th.valid_threshold(n))
     np.testing.assert_allclose(fpr, [5.2e-3, 9.2e-5, 7.2e-8], rtol=0.01)
     assert np.all(fpr < 1 / n)
     np.testing.assert_allclose(
@@ -81,7 +81,7 @@ def test_effective_dimension():
     rng = np.random.default_rng(5)
     g = rng.standard_normal((400, 1000)) * np.sqrt(eig)
     assert th.estimate_effective_dimension(g) == pytest.approx(34, rel=0.1)
-    # calibrated test: using n_eff restores the level (spec 8.2, alpha = 1)
+    # calibrated test: using n_eff restores the level (docs/theory.md, section 8.2, alpha = 1)
     x = rng.standard_normal((20_000, 1000)) * np.sqrt(eig)
     c = th.cosine_similarity(x[:10_000], x[10_000:])
     assert np.mean(th.cosine_pvalue(c, 1000) < 0.05) > 0.6
@@ -96,7 +96,7 @@ def test_combining_and_fdr():
     )
     np.testing.assert_allclose(th.fdr_control(p), stats.false_discovery_control(p))
     assert th.fdr_control(p, "by")[0] >= th.fdr_control(p)[0]
-    # successive cosines are independent under the isotropic null (spec 8.2)
+    # successive cosines are independent under the isotropic null (docs/theory.md, section 8.2)
     rng = np.random.default_rng(9)
     g = rng.standard_normal((20_001, 50))
     c = th.cosine_similarity(g[1:], g[:-1])

@@ -177,7 +177,7 @@ def test_real_adam_reference_values():
     w, a = th.adam_weights(5000, 0.9, 0.999)
     assert th.laplace_even_moment(1, w, a) == pytest.approx(0.052580, abs=6e-7)
     assert th.ema_var_update(5000, 0.9) == pytest.approx(0.052632, abs=6e-7)
-    # KS distance real Adam vs the uniform-v formula (spec section 4)
+    # KS distance real Adam vs the uniform-v formula (docs/theory.md, section 4)
     for t, ref in [(3, 3.5e-5), (10, 3.4e-5)]:
         w, a = th.adam_weights(t, 0.9, 0.999)
         x = np.linspace(0, 1, 120)

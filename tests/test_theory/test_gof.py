@@ -42,7 +42,7 @@ def test_flags_on_section6_scenarios():
     mean = th.simulate_scenario("nonzero_mean", N, 5, record=[5], seed=2).at(5)
     res = th.goodness_of_fit(mean, th.ema_update(5, 0.9))
     assert res.skewed
-    assert res.skewness > 0  # signed moment skewness (spec 7.2)
+    assert res.skewness > 0  # signed moment skewness (docs/theory.md, section 7.2)
 
     cauchy = th.simulate_scenario("heavy_tails", N, 100, record=[100], seed=3).at(100)
     res = th.goodness_of_fit(cauchy, th.ema_update(100, 0.9))

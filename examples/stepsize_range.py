@@ -1,13 +1,13 @@
-"""Seed 004 (SET-Adam): SET's transforms suppress the range of the adaptive stepsizes.
+"""SET-Adam (G. Zhang): its transforms suppress the range of the adaptive stepsizes.
 
 Claim checked: per layer, max/min of the elementwise stepsizes is smaller for SET-Adam
 than for Adam on the same network, weights and data order (median over layers and over
 the second half of training, from the recorded per-layer min and max). SET-Adam is run
 twice: with the paper's tau = 0.5, and with tau = 0 (down-scaling and eps-embedding only),
-because down-translating as specified (w~ = w - tau min w, spec/optimizers.md section 8)
+because down-translating as specified (w~ = w - tau min w, docs/optimizers.md, "SET-Adam")
 can only widen max/min of u = 1/w~: (w_max - tau w_min) / ((1 - tau) w_min) > w_max/w_min.
 
-    python examples/seed004_stepsize_range.py [--scale 1] [--device cpu]
+    python examples/stepsize_range.py [--scale 1] [--device cpu]
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ variants = {
 for name, make in variants.items():
     model = make_digits_mlp().to(args.device)
     opt = make(model.parameters())
-    path = args.out / f"seed004-{name}.h5"
+    path = args.out / f"range-{name}.h5"
     with Recorder(model, opt, path, every=every(5), sample=0, overwrite=True) as rec:
         train_digits(model, opt, epochs=epochs, device=args.device, recorder=rec)
     with RunFile(path) as run:

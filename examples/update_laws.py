@@ -1,12 +1,12 @@
-"""Seed 003 (distributional properties of adaptive updates), checked on gradscope's Adam.
+"""The exact laws of the Adam update (Zhang & Ziyin, UAI 2021), checked on gradscope's Adam.
 
 i.i.d. N(0, 1) gradients are fed to gradscope.optim.Adam (eps = 0) on one large parameter;
 the recorded update u = -update / lr at t = 2, 3, 10 is compared with the exact law for
-EMA m and uniform v (spec/theory.md section 3.1), which is within 1e-4 in CDF of real
+EMA m and uniform v (docs/theory.md, section 3.1), which is within 1e-4 in CDF of real
 Adam's law. Then the simple-averaging recursion gives Corollary 1 (Var sqrt(t) u = 1 at
 every t) and Corollary 2 (Var |sqrt(t) u| rising to 1 - 2/pi).
 
-    python examples/seed003_update_laws.py [--scale 1] [--device cpu]
+    python examples/update_laws.py [--scale 1] [--device cpu]
 """
 
 from __future__ import annotations

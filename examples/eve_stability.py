@@ -1,4 +1,4 @@
-"""Seed 002 (Eve): is the step size more stable with examplewise second moments?
+"""Eve (Kunze, Townsend & Barber): is the step size more stable with examplewise second moments?
 
 Claims checked: (1) Eve's stepsize fluctuates less from step to step than Adam's, measured
 as the std over the second half of training of the step-to-step change of log mean(u),
@@ -7,7 +7,7 @@ sizes. What the rule implies: Eve's denominator holds (1 - 1/B) m_hat^2, which m
 pace of the first moment (beta1), while Adam's v moves at the pace of beta2; where that
 term dominates, Eve's stepsize is the less stable one.
 
-    python examples/seed002_eve_stability.py [--scale 1] [--device cpu]
+    python examples/eve_stability.py [--scale 1] [--device cpu]
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ volatility = {}
 for name, cls in {"adam": O.Adam, "eve": O.Eve}.items():
     model = make_digits_mlp().to(args.device)
     opt = cls(model.parameters(), lr=1e-3)
-    path = args.out / f"seed002-{name}.h5"
+    path = args.out / f"eve-{name}.h5"
     with Recorder(model, opt, path, sample=0, hist_every=None, overwrite=True) as rec:
         train_digits(
             model, opt, epochs=epochs, device=args.device, recorder=rec, examplewise=name == "eve"

@@ -1,13 +1,16 @@
-"""Seed 001 (student abstract): which layers have non-random successive gradients under SGD?
+"""Which layers have non-random successive gradients under SGD? (Zhang et al.'s test, corrected)
+
+The test is that of J. Zhang, Qiao, Lopotenco & Pan, "Understanding Stochastic Optimization
+Behavior at the Layer Update Level" (AAAI student abstract).
 
 For every layer and step, the cosine between successive mini-batch gradients is tested
 against the exact null of two independent isotropic vectors in R^n (n = layer size):
 exact p-values, Benjamini-Hochberg across layers at each step, and the fraction of
-"non-random" steps per layer, printed from input to output. Beside it, the seed's
+"non-random" steps per layer, printed from input to output. Beside it, the abstract's
 threshold sqrt(log n / n) with its true false-positive rate, which is far above the
-claimed 1/n (spec/theory.md section 8.1).
+claimed 1/n (docs/theory.md, section 8.1).
 
-    python examples/seed001_cosine_randomness.py [--scale 1] [--device cpu]
+    python examples/cosine_randomness.py [--scale 1] [--device cpu]
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ args = ap.parse_args()
 
 model = make_digits_mlp(hidden=(64, 64, 64, 64)).to(args.device)
 opt = O.SGD(model.parameters(), lr=0.05)  # plain SGD: the tested vectors are the gradients
-path = args.out / "seed001-sgd.h5"
+path = args.out / "cosine-sgd.h5"
 with Recorder(model, opt, path, sample=0, hist_every=None, overwrite=True) as rec:
     train_digits(model, opt, epochs=max(1, round(5 * args.scale)), device=args.device, recorder=rec)
 
@@ -44,17 +47,17 @@ with RunFile(path) as run:
 pvalues = theory.cosine_pvalue(cos, n[None, :])
 rejected = theory.fdr_control(pvalues, axis=1) < args.alpha
 fraction = rejected.mean(axis=0)
-seed_rule = np.abs(cos) > theory.seed_threshold(n)[None, :]
+sqrt_log_rule = np.abs(cos) > theory.sqrt_log_threshold(n)[None, :]
 
 print(f"{'layer (input -> output)':24s} {'n':>6s} {'mean cos':>9s} {'non-random':>11s} "
-      f"{'seed rule':>10s} {'seed FPR':>9s} {'claimed':>8s}")  # fmt: skip
+      f"{'sqrt-log':>10s} {'its FPR':>9s} {'claimed':>8s}")  # fmt: skip
 for j, name in enumerate(layers):
     print(f"{name:24s} {n[j]:6d} {cos[:, j].mean():9.4f} {fraction[j]:10.0%} "
-          f"{seed_rule[:, j].mean():10.0%} {theory.seed_threshold_fpr(n[j]):9.4f} "
+          f"{sqrt_log_rule[:, j].mean():10.0%} {theory.sqrt_log_threshold_fpr(n[j]):9.4f} "
           f"{1 / n[j]:8.4f}")  # fmt: skip
 weights, biases = fraction[0::2], fraction[1::2]
 print(f"non-random fraction, weights by depth: {np.round(weights, 2).tolist()}")
 print(f"non-random fraction, biases by depth:  {np.round(biases, 2).tolist()}")
-understated = all(theory.seed_threshold_fpr(k) > 1 / k for k in n)
-print(f"seed threshold's real false-positive rate exceeds its claim 1/n in every layer: "
-      f"{'holds' if understated else 'does NOT hold'}")  # fmt: skip
+understated = all(theory.sqrt_log_threshold_fpr(k) > 1 / k for k in n)
+print("the sqrt(log n / n) threshold's real false-positive rate exceeds its claim 1/n in "
+      f"every layer: {'holds' if understated else 'does NOT hold'}")  # fmt: skip
