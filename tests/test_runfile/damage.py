@@ -135,7 +135,7 @@ STRUCTURAL: dict[str, Edit] = {
     "step_float": _replace("step", lambda a: a.astype(np.float64) + 0.5),
     "step_text": _replace(
         "step", lambda a: np.array([str(x) for x in a], dtype=object), dtype=h5py.string_dtype()
-    ),  # fmt: skip
+    ),
     "step_scalar": _replace("step", lambda a: np.int64(3)),
     "stats_1d": _replace("stats/grad", lambda a: a.ravel()),
     "stats_few_columns": _replace("stats/grad", lambda a: a[..., :5]),
@@ -162,17 +162,17 @@ STRUCTURAL: dict[str, Edit] = {
         "layers/shape",
         lambda a: np.array(["[3,"] * len(a), dtype=object),
         dtype=h5py.string_dtype(),
-    ),  # fmt: skip
+    ),
     "layer_shape_obj_json": _replace(
         "layers/shape",
         lambda a: np.array(['{"a": 1}'] * len(a), dtype=object),
         dtype=h5py.string_dtype(),
-    ),  # fmt: skip
+    ),
     "layer_shape_mismatch": _replace(
         "layers/shape",
         lambda a: np.array(["[2, 2]"] * len(a), dtype=object),
         dtype=h5py.string_dtype(),
-    ),  # fmt: skip
+    ),
     "layer_group_out_of_range": _replace("layers/group", lambda a: a + 99),
     "layer_group_negative": _replace("layers/group", lambda a: a - 5),
     "layer_numel_negative": _replace("layers/numel", lambda a: -a),
