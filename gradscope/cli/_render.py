@@ -20,6 +20,17 @@ if TYPE_CHECKING:  # types only: the report modules load matplotlib
 console = Console()
 
 
+def clean(value: object) -> str:
+    """``value`` as text safe for a terminal: control characters (ESC, OSC, BEL, CR, line
+    breaks) from names and metadata become spaces, so a file cannot drive the terminal."""
+    return "".join(c if c.isprintable() else " " for c in str(value))
+
+
+def _t(value: object, style: str = "") -> Text:
+    """Plain (never markup) terminal text of ``value``, control characters removed."""
+    return Text(clean(value), style=style)
+
+
 @contextlib.contextmanager
 def progress_bar(
     console_: Console | None = None, *, lines_off_terminal: bool = False
@@ -82,7 +93,7 @@ def render_comparison(rows: Sequence, seconds: Mapping[str, float] | None = None
         table.add_column(col, justify="right" if col != "optimizer" else "left")
     for r in rows:
         table.add_row(
-            r.name,
+            _t(r.name),
             str(r.steps),
             f"{r.final_train_loss:.4f}",
             f"{100 * r.test_accuracy:.1f}%",
@@ -113,7 +124,7 @@ def render_info(info: RunInfo, *, as_json: bool = False) -> None:
     if as_json:
         console.print_json(json.dumps(dataclasses.asdict(info), default=str))
         return
-    table = Table(title=f"run file {info.path}", show_header=False)
+    table = Table(title=_t(f"run file {info.path}"), show_header=False)
     for k, v in (
         ("schema version", info.format_version),
         ("optimizer", info.optimizer),
@@ -126,31 +137,31 @@ def render_info(info: RunInfo, *, as_json: bool = False) -> None:
         ("full dumps", info.n_full_dumps),
         *((f"no {q}", why) for q, why in getattr(info, "unavailable", {}).items()),
     ):
-        table.add_row(k, str(v))
+        table.add_row(k, _t(v))
     console.print(table, markup=False)
     layers = Table(title="layers (input -> output)")
     layers.add_column("#", justify="right")
     layers.add_column("name")
     layers.add_column("n", justify="right")
     for i, (name, n) in enumerate(zip(info.layers, info.sizes)):
-        layers.add_row(str(i), Text(name), str(n))
+        layers.add_row(str(i), _t(name), str(n))
     console.print(layers)
     meta = {k: v for k, v in info.metadata.items() if k not in ("model",)}
     if meta:
-        console.print(Text("metadata: " + json.dumps(meta, default=str)[:2000]))
+        console.print(_t("metadata: " + json.dumps(meta, default=str)[:2000]))
 
 
 def render_report_summary(report: Report) -> None:
     """Concise summary of an analysis: headline numbers, skipped analyses, where files are."""
     table = Table(title="gradscope analyze", show_header=False)
     for k, v in report.headline.items():
-        table.add_row(Text(str(k)), Text(_fmt(v)))
+        table.add_row(_t(k), _t(_fmt(v)))
     console.print(table)
     for k, v in report.analysis.skipped.items():
-        console.print(Text(f"skipped {k}: {v}", style="yellow"))
+        console.print(_t(f"skipped {k}: {v}", style="yellow"))
     for n in report.analysis.notes:
-        console.print(Text(f"note: {n}", style="yellow"))
-    console.print(Text(f"report: {report.html}  ({len(report.files)} files in {report.out})"))
+        console.print(_t(f"note: {n}", style="yellow"))
+    console.print(_t(f"report: {report.html}  ({len(report.files)} files in {report.out})"))
 
 
 def render_comparison_table(result: Comparison) -> None:
@@ -158,14 +169,14 @@ def render_comparison_table(result: Comparison) -> None:
     table = Table(title="gradscope compare")
     table.add_column("")
     for label in result.labels:
-        table.add_column(Text(label), justify="right")
+        table.add_column(_t(label), justify="right")
     for row in result.table[1:]:
-        table.add_row(*(Text(_fmt(c)) for c in row))
+        table.add_row(*(_t(_fmt(c)) for c in row))
     console.print(table)
-    console.print(Text(f"report: {result.html}"))
+    console.print(_t(f"report: {result.html}"))
 
 
 def render_files(files: Iterable[object]) -> None:
     """List written files."""
     for f in files:
-        console.print(Text(f"wrote {f}"))
+        console.print(_t(f"wrote {f}"))

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from gradscope.cli._errors import user_errors
+from gradscope.cli._errors import check_run_files, user_errors
 
 
 def parse_steps(text: str | None) -> tuple[int | None, int | None] | None:
@@ -123,8 +123,10 @@ def analyze(
     from gradscope.cli._render import progress_bar, render_report_summary
     from gradscope.report.build import build
 
-    with user_errors(), progress_bar() as advance:
+    with user_errors():
         files = expand_paths(paths)
+        check_run_files(files)
+    with user_errors(), progress_bar() as advance:
         path = files[0]
         if len(files) > 1:
             from gradscope.runfile.merge import merge_ranks

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from gradscope.cli._errors import user_errors
+from gradscope.cli._errors import check_run_files, user_errors
 
 
 def compare(
@@ -40,6 +40,8 @@ def compare(
     )
     from gradscope.report.compare import compare_runs
 
+    with user_errors():
+        check_run_files(paths)
     with user_errors(), progress_bar() as advance:
         fit = {}
         if fit_steps:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from gradscope.cli._errors import user_errors
+from gradscope.cli._errors import check_run_files, user_errors
 
 
 def info(
@@ -19,6 +19,7 @@ def info(
     from gradscope.report.info import run_info
 
     with user_errors():
+        check_run_files([path])
         result = run_info(path)
     render_info(result, as_json=json_out)
 

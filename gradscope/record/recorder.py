@@ -47,7 +47,7 @@ from gradscope.optim._core import TrackedOptimizer
 from gradscope.record import schedules as sched
 from gradscope.record import summaries as sm
 from gradscope.runfile import schema as S
-from gradscope.runfile.writer import RunWriter
+from gradscope.runfile.writer import RunWriter, check_replaceable
 
 _N_MOMENTS = len(sm.MOMENTS)
 #: Layers of at most this many coordinates are reduced together (segmented reductions).
@@ -213,10 +213,15 @@ class Recorder:
         self._prev: dict[str, list[torch.Tensor | None]] = {}
         if not self.active:
             return
-        if self.path.exists() and not overwrite:
-            raise RunFileError(f"{self.path} exists; pass overwrite=True to replace it")
+        # refuses an existing path without overwrite, and one another writer holds
+        check_replaceable(self.path, overwrite)
         if not _writable_dir(self.path.parent):
-            self._fail(RunFileError(f"cannot create run file {self.path}: directory not writable"))
+            why = (
+                "directory not writable"
+                if self.path.parent.is_dir()
+                else f"folder {self.path.parent} does not exist"
+            )
+            self._fail(RunFileError(f"cannot create run file {self.path}: {why}"))
             return
         self._register_forward_order()
         # When the user compiles a function that calls ``optimizer.step()``, dynamo would trace

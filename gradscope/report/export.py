@@ -43,8 +43,19 @@ def write_series(record: Any, path: Path) -> list[Path]:
             extra = [_cell(getattr(record, f)[r]) for f in shared]
             for i, layer in enumerate(record.layers):
                 vals = [_cell(getattr(record, f)[r, i]) for f in per_layer]
-                w.writerow([int(step), layer, *vals, *extra])
+                w.writerow([int(step), text_cell(layer), *vals, *extra])
     return [path]
+
+
+#: First characters that make a spreadsheet read a cell as a formula (OWASP, "CSV
+#: Injection"): such text cells get a leading apostrophe, which spreadsheets show as text.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def text_cell(name: Any) -> str:
+    """A text cell (a layer name) safe for spreadsheets: ``'`` before a formula start."""
+    s = str(name)
+    return f"'{s}" if s.startswith(_FORMULA_START) else s
 
 
 def _cell(x: Any) -> str:
@@ -100,7 +111,9 @@ def write_epsilon(e: EpsilonCheck, path: Path) -> Path:
             ["layer", "fraction_last", "fraction_max", "threshold", "eps_dominates", "source"]
         )
         for n, a, m, f in zip(e.layers, e.fraction_last, e.fraction_max, e.flagged):
-            w.writerow([n, repr(float(a)), repr(float(m)), e.threshold, bool(f), e.source])
+            w.writerow(
+                [text_cell(n), repr(float(a)), repr(float(m)), e.threshold, bool(f), e.source]
+            )
     return path
 
 
@@ -114,7 +127,7 @@ def write_nonfinite(nf: NonfiniteSummary, path: Path) -> Path:
                 w.writerow(
                     [
                         q,
-                        layer,
+                        text_cell(layer),
                         int(nf.total[qi, li]),
                         int(nf.rows[qi, li]),
                         int(nf.first_step[qi, li]),
@@ -132,7 +145,7 @@ def write_two_point(checks: tuple[TwoPointCheck, ...], path: Path) -> Path:
         for c in checks:
             w.writerow(
                 [
-                    c.layer,
+                    text_cell(c.layer),
                     c.step,
                     c.n,
                     c.n_dead,
@@ -156,7 +169,7 @@ def write_step_length(s: StepLength, out: Path) -> list[Path]:
                 w.writerow(
                     [
                         int(step),
-                        layer,
+                        text_cell(layer),
                         _cell(s.window_mean[r, i]),
                         _cell(s.window_std[r, i]),
                         _cell(s.window_cv[r, i]),

@@ -12,7 +12,6 @@ Anything that is not a readable run file of a supported schema raises
 from __future__ import annotations
 
 import functools
-import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 from gradscope.errors import MissingDataError, RunFileError
 from gradscope.runfile import schema as S
+from gradscope.runfile import validate as V
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -36,8 +36,10 @@ def _reading(method: _F) -> _F:
             return method(self, *args, **kwargs)
         except RunFileError:
             raise
-        except (OSError, RuntimeError) as exc:
-            raise RunFileError(f"{self.path}: cannot read ({exc})") from exc
+        except (OSError, RuntimeError, MemoryError) as exc:
+            raise RunFileError(
+                f"{self.path}: cannot read it: {V.describe_hdf5_error(exc)}"
+            ) from exc
 
     return wrapper  # type: ignore[return-value]
 
@@ -71,38 +73,48 @@ class RunFile:
         except RunFileError:
             self._f.close()
             raise
-        except (OSError, KeyError, ValueError, TypeError) as exc:
+        except (*V.H5_ERRORS, RecursionError) as exc:
             self._f.close()
-            raise RunFileError(f"{self.path}: corrupt or incomplete run file ({exc})") from exc
+            raise RunFileError(
+                f"{self.path}: corrupt or incomplete run file: {V.describe_hdf5_error(exc)}"
+            ) from exc
 
     # ------------------------------------------------------------------ opening
     def _open(self, swmr: bool | None) -> h5py.File:
         try:
-            if not h5py.is_hdf5(self.path):
-                raise RunFileError(f"{self.path}: not an HDF5 file (no HDF5 signature)")
+            is_hdf5 = h5py.is_hdf5(self.path)
         except OSError as exc:
-            raise RunFileError(f"{self.path}: cannot read ({exc})") from exc
+            why = exc.strerror or "I/O error"
+            raise RunFileError(f"{self.path}: cannot read it ({why})") from exc
+        if not is_hdf5:
+            raise RunFileError(f"{self.path}: not an HDF5 file (no HDF5 signature)")
         modes = [False, True] if swmr is None else [bool(swmr)]
         last: Exception | None = None
         for mode in modes:
             try:
                 return h5py.File(self.path, "r", swmr=mode)
-            except OSError as exc:
+            except V.H5_ERRORS as exc:
                 last = exc
-        if "lock" in str(last).lower():
-            raise RunFileError(
-                f"{self.path}: locked by a process writing it without SWMR; read it after "
-                f"the run, or record with live=True ({last})"
-            ) from last
-        raise RunFileError(f"{self.path}: truncated or corrupt HDF5 file ({last})") from last
+        words = V.describe_hdf5_error(last) if last is not None else "cannot open it"
+        if words.startswith("locked"):
+            raise RunFileError(f"{self.path}: {words}") from last
+        raise RunFileError(f"{self.path}: truncated or corrupt HDF5 file: {words}") from last
 
     def _check_schema(self) -> None:
-        fmt = self._f.attrs.get("format")
-        if isinstance(fmt, bytes):
-            fmt = fmt.decode()
+        fmt = V.read_attr(self.path, self._f, "format")
         if fmt != S.FORMAT:
-            raise RunFileError(f"{self.path}: not a gradscope run file (format={fmt!r})")
-        version = int(self._f.attrs.get("format_version", -1))
+            if fmt is None:
+                shown = "no 'format' attribute"
+            elif isinstance(fmt, str) and len(fmt) < 64:
+                shown = f"format={fmt!r}"
+            else:
+                shown = "a 'format' attribute that is not a short text"
+            raise RunFileError(f"{self.path}: not a gradscope run file ({shown})")
+        raw = V.read_attr(self.path, self._f, "format_version")
+        v = np.asarray(raw) if raw is not None else np.asarray(-1)
+        version = int(v) if v.shape == () and v.dtype.kind in "iu" else None
+        if version is None:
+            raise RunFileError(f"{self.path}: its format_version is not an integer (damaged)")
         if version not in S.READABLE_VERSIONS:
             raise RunFileError(
                 f"{self.path}: run-file schema version {version} is not supported "
@@ -111,10 +123,22 @@ class RunFile:
         self._version = version
 
     def _read_static(self) -> None:
+        self._metadata = V.load_metadata(self.path, self._f)
+        merged = self._metadata.get("merged")
+        if merged:
+            # HDF5 reads a virtual dataset whose source is gone as fill values, silently
+            missing = [f for f in merged["files"] if not (self.path.parent / f).is_file()]
+            if missing:
+                raise RunFileError(
+                    f"{self.path}: merged run file whose rank files are missing "
+                    f"({', '.join(missing)}); keep them next to it, or merge again"
+                )
+        V.check_layout(self.path, self._f, self._metadata)
         g = self._f[S.LAYERS]
-        self._names = [_str(x) for x in g["name"][()]]
-        self._shapes = [tuple(json.loads(_str(x))) for x in g["shape"][()]]
         self._numel = g["numel"][()]
+        self._names, self._shapes = V.check_layer_table(
+            self.path, list(g["name"][()]), list(g["shape"][()]), self._numel
+        )
         self._group = g["group"][()]
         self._forward_rank = g["forward_rank"][()]
         self._layer_opt = g["optimizer"][()] if "optimizer" in g else np.zeros_like(self._numel)
@@ -127,17 +151,7 @@ class RunFile:
         self._hparam_names = (
             tuple(_str(x) for x in hp.attrs.get("names", [])) if hp is not None else None
         )
-        self._metadata = json.loads(_str(self._f.attrs["metadata_json"]))
         self._index = {n: i for i, n in enumerate(self._names)}
-        merged = self._metadata.get("merged")
-        if merged:
-            # HDF5 reads a virtual dataset whose source is gone as fill values, silently
-            missing = [f for f in merged["files"] if not (self.path.parent / f).is_file()]
-            if missing:
-                raise RunFileError(
-                    f"{self.path}: merged run file whose rank files are missing "
-                    f"({', '.join(missing)}); keep them next to it, or merge again"
-                )
 
     # ------------------------------------------------------------------ context
     def close(self) -> None:

@@ -275,7 +275,7 @@ def test_unwritable_path_warns_once_and_training_continues(tmp_path):
 def test_unwritable_path_strict_raises(tmp_path):
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(RunFileError, match="not writable"):
+    with pytest.raises(RunFileError, match="does not exist"):
         Recorder(model, opt, tmp_path / "missing-dir" / "run.h5", strict=True)
 
 

@@ -209,7 +209,7 @@ def test_corrupt_metadata_is_runfile_error(tmp_path):
     RunWriter(path, make_layout(), {}).close()
     with h5py.File(path, "r+") as f:
         del f["layers/numel"]
-    with pytest.raises(RunFileError, match="corrupt or incomplete"):
+    with pytest.raises(RunFileError, match="numel is missing"):
         RunFile(path)
 
 
