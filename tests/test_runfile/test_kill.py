@@ -65,8 +65,9 @@ def _read_everything(run: RunFile) -> int:
     return n
 
 
-def run_kills(tmp: Path, trials: int = 40, seed: int = 15) -> list[dict]:
-    """Kill ``trials`` runs; return one outcome record per trial."""
+def run_kills(tmp: Path, kills: int = 32, max_trials: int = 80, seed: int = 15) -> list[dict]:
+    """Start runs and kill them at random times until ``kills`` were killed (a run that
+    finished first counts as a trial, not a kill); one outcome record per trial."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     zyg = subprocess.Popen(
         [sys.executable, str(ZYGOTE)],
@@ -110,7 +111,9 @@ def run_kills(tmp: Path, trials: int = 40, seed: int = 15) -> list[dict]:
             duration = 0.9 * (time.monotonic() - t0)
         with RunFile(good) as run:
             assert run.n_rows == STEPS
-        for i in range(trials):
+        for i in range(max_trials):
+            if sum(r["killed"] for r in out) >= kills:
+                break
             path = tmp / f"run{i:03d}.h5"
             overwrite = i % 3 == 2
             if overwrite:
@@ -120,7 +123,7 @@ def run_kills(tmp: Path, trials: int = 40, seed: int = 15) -> list[dict]:
             if i % 3 == 0:
                 delay = rng.uniform(0.5 * first, 1.1 * first)
             else:
-                delay = rng.uniform(first, duration)
+                delay = rng.uniform(first, 0.8 * duration)
             pid = start(path, i, overwrite)
             time.sleep(delay)
             try:
