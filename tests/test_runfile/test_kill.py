@@ -123,7 +123,7 @@ def run_kills(tmp: Path, kills: int = 32, max_trials: int = 80, seed: int = 15) 
             if i % 3 == 0:
                 delay = rng.uniform(0.5 * first, 1.1 * first)
             else:
-                delay = rng.uniform(first, 0.8 * duration)
+                delay = rng.uniform(first, max(duration, 1.01 * first))
             pid = start(path, i, overwrite)
             time.sleep(delay)
             try:
