@@ -538,10 +538,15 @@ class Recorder:
         self._remove_forward_hooks()
         self._choose_quantities(steps)
         seen = self._forward_seen
+        # a parameter of a module that ran but that took no part in the loss has no
+        # gradient at the first recorded step: it counts as unused (rank -1, last)
+        rank = [seen.get(id(p), -1) if p.grad is not None else -1 for p in self._params]
         order = sorted(
             range(len(self._params)),
-            key=lambda i: seen.get(id(self._params[i]), len(seen) + i),
+            key=lambda i: rank[i] if rank[i] >= 0 else len(seen) + i,
         )
+        dense = {i: r for r, i in enumerate(i for i in order if rank[i] >= 0)}
+        rank = [dense.get(i, -1) for i in range(len(self._params))]
         self._cols = order  # column c holds optimizer parameter order[c]
         self._col_of = {id(self._params[i]): c for c, i in enumerate(order)}
         layers = tuple(
@@ -550,7 +555,7 @@ class Recorder:
                 shape=tuple(self._params[i].shape),
                 group=self._groups[i],
                 param_index=i,
-                forward_rank=seen.get(id(self._params[i]), -1),
+                forward_rank=rank[i],
                 optimizer=self._opt_of[i],
             )
             for i in order

@@ -191,3 +191,31 @@ def test_subclass_calling_super_step_is_one_step(tmp_path):
     assert "aux" in run.quantities
     col = run.layer_index("0.weight")
     np.testing.assert_allclose(run.summary("aux", "norm")[:, col], grads, rtol=1e-6)
+
+
+class WithSpare(nn.Module):
+    """A module that runs in forward but owns a parameter the loss never touches."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 2)
+        self.spare = nn.Parameter(torch.zeros(4))
+
+    def forward(self, x):
+        return self.lin(x)
+
+
+def test_a_parameter_the_loss_never_touches_is_unused(tmp_path):
+    """Its module ran (so it was seen in forward), but it has no gradient: rank -1, last."""
+    torch.manual_seed(0)
+    model = WithSpare()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    path = tmp_path / "spare.h5"
+    with Recorder(model, opt, path, sample=0):
+        for _ in range(2):
+            opt.zero_grad()
+            model(torch.randn(4, 3)).sum().backward()
+            opt.step()
+    run = RunFile(path)
+    assert run.layers == ["lin.weight", "lin.bias", "spare"]
+    np.testing.assert_array_equal(run.forward_rank, [0, 1, -1])
