@@ -6,12 +6,12 @@ Several files (or a quoted glob) are the per-rank files of one run: they are mer
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from gradscope import names
 from gradscope.cli._errors import check_run_files, user_errors
 
 
@@ -71,7 +71,7 @@ def expand_paths(paths: list[Path]) -> list[Path]:
 
 def run_stem(path: Path) -> str:
     """``run.rank00001.h5`` -> ``run``: the run's name without the rank suffix."""
-    return re.sub(r"\.rank\d+$", "", path.stem)
+    return names.run_stem(path)
 
 
 def analyze(

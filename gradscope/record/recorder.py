@@ -40,6 +40,7 @@ from torch import nn
 
 import gradscope
 from gradscope import examplewise as ew
+from gradscope import names
 from gradscope.errors import GradscopeError, RunFileError, UnsupportedLayerError
 from gradscope.optim import introspect
 from gradscope.optim import torch_adapters as TA
@@ -190,9 +191,7 @@ class Recorder:
         self.rank, self.world_size = _dist_rank()
         self.path = Path(path)
         if per_rank and self.world_size > 1:
-            self.path = self.path.with_name(
-                f"{self.path.stem}.rank{self.rank:05d}{self.path.suffix}"
-            )
+            self.path = Path(names.rank_path(self.path, self.rank))
         self.active = per_rank or self.rank == 0
 
         self._params, self._names, self._groups = _collect_params(self.model, self.optimizers)

@@ -33,14 +33,15 @@ from typing import Any
 import h5py
 import numpy as np
 
+from gradscope import names
 from gradscope.errors import RunFileError
 from gradscope.runfile import schema as S
 from gradscope.runfile.reader import RunFile
 
 __all__ = ["merge_ranks"]
 
-RANKS_GROUP = "ranks"
-RANKS_LOSS = "ranks/loss"
+RANKS_GROUP = names.RANKS_GROUP
+RANKS_LOSS = names.RANKS_LOSS
 
 #: Datasets with one row per summary row (mapped up to the common row count).
 _SUMMARY_GROUPS = (S.STATS_GROUP, S.COSINE_GROUP, S.HPARAMS_GROUP)

@@ -1,11 +1,12 @@
 """The run-file schema: one vocabulary for the recorder, the file, the reader and the docs.
 
-Every name a run file uses is defined here once (docs/design.md, rule 4): the quantities (``grad``,
-``exp_avg``, ``exp_avg_sq``, ``stepsize``, ``update``, ``param``), the per-layer statistics,
-the fixed histogram edges and the dataset paths. ``docs/run-format.md`` describes the same
+Every name a run file uses (docs/design.md, rule 4) is defined once in :mod:`gradscope.names`
+and re-exported here: the quantities (``grad``, ``exp_avg``, ``exp_avg_sq``, ``stepsize``,
+``update``, ``param``), the per-layer statistics and the dataset paths; this module adds
+the fixed histogram edges, the layout and the row records. ``docs/run-format.md`` describes the same
 layout for people who read the file with plain h5py.
 
-This module imports only the standard library and NumPy.
+This module imports only the standard library, NumPy and :mod:`gradscope.names`.
 """
 
 from __future__ import annotations
@@ -23,68 +24,51 @@ FORMAT_VERSION = 2
 #: per-group hyperparameters, the zero counts and the eps-dominated counts).
 READABLE_VERSIONS: tuple[int, ...] = (1, 2)
 
-#: The core quantities recorded per parameter tensor ("layer"), in the order used
-#: everywhere; analyses rely on their meaning. A run may hold fewer (an optimizer without an
-#: elementwise stepsize has no ``stepsize``) and more: every other optimizer state entry
-#: under its own key (``square_avg``, ``sum``, ``momentum_buffer``, Adafactor's ``row_var``
-#: and ``col_var`` with their own shapes, 0-d entries as one value per layer and row).
-QUANTITIES: tuple[str, ...] = ("grad", "exp_avg", "exp_avg_sq", "stepsize", "update", "param")
+# The names (quantities, statistics, dataset paths) are defined once in gradscope.names and
+# re-exported here. The core quantities keep their meaning everywhere; a run may hold fewer
+# (an optimizer without an elementwise stepsize has no ``stepsize``) and more: every other
+# optimizer state entry under its own key (``square_avg``, ``sum``, ``momentum_buffer``,
+# Adafactor's ``row_var`` and ``col_var`` with their own shapes, 0-d entries as one value
+# per layer and row).
+from gradscope.names import (  # noqa: E402, F401 - re-exported: the one vocabulary
+    COSINE_GROUP,
+    COSINE_QUANTITIES,
+    COUNT_STATS,
+    EPS_DOMINATED,
+    EXAMPLEWISE_GROUP,
+    EXAMPLEWISE_STATS,
+    EXAMPLEWISE_STEP,
+    FULL_GROUP,
+    FULL_STEP,
+    HIST_GROUP,
+    HIST_RECORDED,
+    HPARAMS_GROUP,
+    LAYER_STEP,
+    LAYERS,
+    LOSS,
+    LR,
+    MOMENT_STATS,
+    QUANTILE_LEVELS,
+    QUANTILE_STATS,
+    QUANTITIES,
+    RECORDER_STEP,
+    SAMPLE_INDEX,
+    SAMPLES_GROUP,
+    SAMPLES_STEP,
+    STATS,
+    STATS_GROUP,
+    STATS_V1,
+    STEP,
+    WALL_TIME,
+    ZERO_COUNTED,
+)
 
-#: Per-layer statistics stored in ``/stats/<quantity>`` (last axis, in this order).
-MOMENT_STATS: tuple[str, ...] = ("mean", "std", "norm", "min", "max", "nonfinite")
-QUANTILE_LEVELS: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
-QUANTILE_STATS: tuple[str, ...] = tuple(f"q{round(q * 100):02d}" for q in QUANTILE_LEVELS)
-#: Counts taken on histogram rows only (NaN elsewhere): ``zeros`` is the number of
-#: coordinates exactly equal to zero, counted for ``exp_avg_sq`` (a zero second moment
-#: means a gradient that was zero at every step so far: a dead coordinate).
-COUNT_STATS: tuple[str, ...] = ("zeros",)
-ZERO_COUNTED: tuple[str, ...] = ("exp_avg_sq",)
-STATS: tuple[str, ...] = MOMENT_STATS + QUANTILE_STATS + COUNT_STATS
-#: The statistics of a version 1 file.
-STATS_V1: tuple[str, ...] = MOMENT_STATS + QUANTILE_STATS
 #: A coordinate is eps-dominated when its stepsize u >= 1 / (EPS_MARGIN * eps), that is
 #: when sqrt(v_hat) <= (EPS_MARGIN - 1) eps: eps, not the gradient statistics, sets its step.
 EPS_MARGIN = 1.01
 
-#: Quantities for which the cosine between successive recorded steps is stored.
-COSINE_QUANTITIES: tuple[str, ...] = ("grad", "update")
-
 #: Rows written per HDF5 write call and per flush (the chunk length along the step axis).
 DEFAULT_BLOCK = 16
-
-# Dataset paths.
-STEP = "step"
-WALL_TIME = "wall_time"
-LOSS = "loss"
-LR = "lr"
-RECORDER_STEP = "recorder_step"
-LAYER_STEP = "layer_step"
-HPARAMS_GROUP = "hparams"
-EPS_DOMINATED = "eps_dominated"
-LAYERS = "layers"
-STATS_GROUP = "stats"
-COSINE_GROUP = "cosine"
-HIST_GROUP = "hist"
-HIST_RECORDED = "hist/recorded"
-SAMPLE_INDEX = "sample_index"
-SAMPLES_GROUP = "samples"
-SAMPLES_STEP = "samples/step"
-FULL_GROUP = "full"
-FULL_STEP = "full/step"
-EXAMPLEWISE_GROUP = "examplewise"
-EXAMPLEWISE_STEP = "examplewise/step"
-
-#: Per-layer per-example gradient statistics in ``/examplewise/stats`` (last axis), as
-#: computed by ``gradscope.examplewise.layer_stats``; the last row (layer axis index L) is
-#: the whole network (``network_stats``).
-EXAMPLEWISE_STATS: tuple[str, ...] = (
-    "variance",
-    "grad_norm_sq",
-    "gsnr",
-    "norm_test",
-    "inner_product_test",
-    "orthogonality_test",
-)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from gradscope import names
 from gradscope.errors import RunFileError
 from gradscope.runfile import schema as S
 
@@ -532,7 +533,7 @@ def _handles(f: h5py.File) -> dict[str, h5py.Dataset]:
 
 
 def _full_path(quantity: str, layer: int) -> str:
-    return f"{S.FULL_GROUP}/{quantity}/{layer:05d}"
+    return names.full_dataset(quantity, layer)
 
 
 def _append(dset: h5py.Dataset, t0: int, data: np.ndarray) -> None:
