@@ -63,13 +63,13 @@ def user_errors() -> Iterator[None]:
     except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
         raise
     except GradscopeError as exc:
-        typer.echo(f"gradscope: error: {one_line(exc)}", err=True)
+        typer.echo(f"gradscope: error: {one_line(str(exc))}", err=True)
         raise typer.Exit(exc.exit_code) from None
     except ValueError as exc:
         if not _raised_by_gradscope(exc):
             report_bug(exc)
             raise typer.Exit(BUG_EXIT) from None
-        typer.echo(f"gradscope: error: {one_line(exc)}", err=True)
+        typer.echo(f"gradscope: error: {one_line(str(exc))}", err=True)
         raise typer.Exit(2) from None
     except Exception as exc:  # noqa: BLE001 - the boundary: a bug is shown, never hidden
         report_bug(exc)

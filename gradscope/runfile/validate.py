@@ -206,8 +206,11 @@ def _check_fields(meta: dict[str, Any]) -> str | None:
             for key in ("lr", "eps", "weight_decay", "momentum"):
                 v = d.get(key)
                 # a number, or numbers (Adafactor's eps is the pair (eps1, eps2), eps1 None)
-                many = isinstance(v, list) and 0 < len(v) <= 16
-                ok = many and all(x is None or _number(x) for x in v)
+                ok = (
+                    isinstance(v, list)
+                    and 0 < len(v) <= 16
+                    and all(x is None or _number(x) for x in v)
+                )
                 if v is not None and not _number(v) and not ok:
                     return f"metadata field '{name}.{key}' is not a number"
             if "betas" in d:
