@@ -100,3 +100,34 @@ def test_analyze_writes_no_formula_cells_and_escapes_html(tmp_path):
     assert any(c.startswith("'=HYPERLINK(") for c in cells)
     html = (out / "report.html").read_text()
     assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html
+
+
+def test_a_damaged_byte_in_stored_text_is_one_line_not_an_encoding_crash(good, tmp_path):
+    # h5py hands back an invalid UTF-8 byte as a lone surrogate, which neither a terminal
+    # nor a JSON encoder can print: the file's metadata text is damaged, so say so
+    data = bytearray(good.read_bytes())
+    at = data.find(b'"optimizer"')
+    assert at > 0
+    data[at + 2] = 0xE3  # a UTF-8 lead byte without its continuation bytes
+    bad = tmp_path / "bad_text.h5"
+    bad.write_bytes(bytes(data))
+    for args in (["info", "--json"], ["info"]):
+        res = runner.invoke(app, [*args, str(bad)])
+        assert res.exit_code == 2, res.output
+        assert _lines(res) == [f"gradscope: error: {bad}: attribute 'metadata_json' of the "
+                               "file is not valid text (damaged)"]  # fmt: skip
+
+
+def test_info_json_is_ascii_json_whatever_a_name_holds(tmp_path):
+    import json
+
+    names = ("caf\u00e9.w\udce3", "out.w")  # a lone surrogate in a name, as a crafted file
+    path = runs.synthetic_run(tmp_path / "odd.h5", names=("caf\u00e9.w", "out.w"))
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        f["layers/name"][0] = names[0].encode(errors="surrogateescape")
+    res = runner.invoke(app, ["info", "--json", str(path)])
+    assert res.exit_code == 0, res.output
+    assert res.output.isascii()
+    assert json.loads(res.output)["layers"][0] == "caf\u00e9.w\ufffd"  # the bad byte replaced

@@ -122,7 +122,8 @@ def render_info(info: RunInfo, *, as_json: bool = False) -> None:
     import json
 
     if as_json:
-        console.print_json(json.dumps(dataclasses.asdict(info), default=str))
+        # ASCII escapes: valid JSON whatever a damaged or crafted file's strings hold
+        console.print_json(json.dumps(dataclasses.asdict(info), default=str), ensure_ascii=True)
         return
     table = Table(title=_t(f"run file {info.path}"), show_header=False)
     for k, v in (

@@ -111,11 +111,8 @@ def read_attr(path: Path, obj: h5py.HLObject, key: str, limit: int | None = None
     except H5_ERRORS as exc:
         raise _fail(path, f"cannot read attribute {key!r} of {where}: "
                     f"{describe_hdf5_error(exc)}") from exc  # fmt: skip
-    if isinstance(value, bytes):
-        try:
-            value = value.decode()
-        except UnicodeDecodeError:
-            raise _fail(path, f"attribute {key!r} of {where} is not text (damaged)") from None
+    if isinstance(value, (bytes, str)):
+        value = _text(path, f"attribute {key!r} of {where}", value)
     cap = LIMITS["attr_bytes"] if limit is None else limit
     if isinstance(value, str) and len(value) > cap:
         raise _fail(
@@ -124,6 +121,18 @@ def read_attr(path: Path, obj: h5py.HLObject, key: str, limit: int | None = None
             f"(at most {cap / 2**20:.0f} MB is accepted; damaged or not a gradscope file)",
         )
     return value
+
+
+def _text(path: Path, what: str, value: bytes | str) -> str:
+    """``value`` as valid UTF-8 text; a damaged byte is a clear error, not a surrogate.
+
+    h5py decodes stored strings with ``surrogateescape``: a flipped byte in a name comes
+    back as a lone surrogate, which no terminal or JSON encoder can print.
+    """
+    try:
+        return value.decode() if isinstance(value, bytes) else value.encode().decode()
+    except UnicodeError:
+        raise _fail(path, f"{what} is not valid text (damaged)") from None
 
 
 def _str_list(path: Path, obj: h5py.HLObject, key: str, required: bool = True) -> list[str]:
@@ -135,7 +144,8 @@ def _str_list(path: Path, obj: h5py.HLObject, key: str, required: bool = True) -
     arr = np.atleast_1d(np.asarray(value, dtype=object))
     out = []
     for x in arr.ravel():
-        x = x.decode() if isinstance(x, bytes) else x
+        if isinstance(x, (bytes, str)):
+            x = _text(path, f"attribute {key!r}", x)
         if not isinstance(x, str):
             raise _fail(path, f"attribute {key!r} is not a list of names (damaged)")
         out.append(x)
@@ -505,6 +515,8 @@ def check_layer_table(path: Path, names: list[Any], shapes: list[Any], numel: np
     """Layer names (unique text) and shapes (JSON lists of sizes agreeing with numel)."""
     out_names = []
     for x in names:
+        if isinstance(x, str):  # lone surrogates (a damaged byte, via h5py) become "?"
+            x = x.encode(errors="replace")
         x = x.decode(errors="replace") if isinstance(x, bytes) else x
         if not isinstance(x, str):
             raise _fail(path, "/layers/name holds a value that is not text (damaged)")
