@@ -12,6 +12,7 @@ from gradscope.analysis.fit import (
     epsilon_check,
     ever_nonzero,
     ever_zero,
+    fit_misfit,
     gradient_snr,
     law_curves,
     law_scale,
@@ -24,6 +25,7 @@ from gradscope.analysis.fit import (
     update_fit,
     update_moments,
 )
+from gradscope.analysis.layers import LayerGroups, NamedLayers, layer_groups, named_layers
 from gradscope.analysis.nonfinite import nonfinite_summary
 from gradscope.analysis.randomness import (
     cosine_randomness,
@@ -35,6 +37,7 @@ from gradscope.analysis.ranges import stepsize_range
 from gradscope.analysis.results import (
     EpsilonCheck,
     ExamplewiseProfile,
+    FitMisfit,
     LawCurves,
     NoncentralFit,
     NonfiniteSummary,
@@ -67,6 +70,9 @@ from gradscope.analysis.verdicts import (
 __all__ = [
     "EpsilonCheck",
     "ExamplewiseProfile",
+    "FitMisfit",
+    "LayerGroups",
+    "NamedLayers",
     "LawCurves",
     "NoncentralFit",
     "NonfiniteSummary",
@@ -88,12 +94,15 @@ __all__ = [
     "ever_nonzero",
     "ever_zero",
     "examplewise_profile",
+    "fit_misfit",
     "fit_verdict",
     "gradient_snr",
     "law_curves",
     "law_scale",
     "layer_compactness",
+    "layer_groups",
     "momentum_note",
+    "named_layers",
     "noncentral_fit",
     "nonfinite_summary",
     "nonfinite_verdict",

@@ -29,6 +29,7 @@ import numpy.typing as npt
 from gradscope import theory
 from gradscope.analysis.results import (
     EpsilonCheck,
+    FitMisfit,
     LawCurves,
     NoncentralFit,
     TwoPointCheck,
@@ -41,6 +42,7 @@ __all__ = [
     "epsilon_check",
     "ever_nonzero",
     "ever_zero",
+    "fit_misfit",
     "gradient_snr",
     "law_curves",
     "law_scale",
@@ -328,11 +330,13 @@ def update_fit(
     var_abs = k**2 * float(theory.var_abs_update(t))
     gof = theory.goodness_of_fit(xk, law, law_var=var, law_abs_var=var_abs)
     ks_all = float(theory.ks_distance(xa, law.cdf)) if xa.size else float("nan")
-    lo, hi = -k, k
-    span = max(k, float(np.max(np.abs(xk))))
+    # the histogram's range follows the data (late in training the updates fill a small
+    # part of the law's support [-k, k]); the law is drawn over the same range
+    span = min(k, 1.05 * float(np.max(np.abs(xk))))
+    span = span if span > 0 else k
     edges = np.linspace(-span, span, bins + 1)
     density, _ = np.histogram(xk, bins=edges, density=True)
-    grid = np.linspace(lo, hi, grid_points)[1:-1]
+    grid = np.linspace(-span, span, grid_points)[1:-1]
     pdf = np.asarray(law.pdf(grid), dtype=float)
     rejected = rejects(gof.ks_distance, xk.size)
     nc = None
@@ -610,3 +614,22 @@ def law_curves(
             pdfs.append(p)
             variances.append(v)
     return LawCurves(tuple(labels), tuple(grids), tuple(pdfs), np.asarray(variances))
+
+
+def fit_misfit(fits: Sequence[UpdateFit], layers: Sequence[str]) -> FitMisfit:
+    """KS distance of each (fit step t, layer) in a ``(len(t), L)`` table (NaN: not fitted).
+
+    Args:
+        fits: the update fits of one run.
+        layers: every layer of the run, input -> output (the table's columns).
+    """
+    ts = sorted({int(f.t) for f in fits})
+    col = {name: i for i, name in enumerate(layers)}
+    ks = np.full((len(ts), len(layers)), np.nan)
+    rej = np.zeros((len(ts), len(layers)), dtype=bool)
+    row = {t: i for i, t in enumerate(ts)}
+    for f in fits:
+        if f.layer in col:
+            ks[row[int(f.t)], col[f.layer]] = f.ks_distance
+            rej[row[int(f.t)], col[f.layer]] = f.rejected
+    return FitMisfit(tuple(layers), np.asarray(ts, dtype=np.int64), ks, rej)

@@ -42,6 +42,16 @@ class StepsizeProfile:
         with np.errstate(divide="ignore", invalid="ignore"):
             return self.std / self.mean
 
+    @property
+    def geometric_band(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(lo, hi)`` = ``mean / f`` and ``mean * f`` with ``f = exp(sigma)``,
+        ``sigma^2 = log(1 + (std/mean)^2)``: the one-sigma band of the log-normal law with
+        this mean and std. It stays above 0 when std > mean, where ``mean - std`` would
+        not, so it can be drawn on a log axis (a geometric error bar)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f = np.exp(np.sqrt(np.log1p(np.square(self.std / self.mean))))
+            return self.mean / f, self.mean * f
+
 
 @dataclass(frozen=True)
 class StepsizeRange:
@@ -143,6 +153,13 @@ class RandomnessResult:
         return np.where(np.asarray(self.null_applies, dtype=bool), f, np.nan)
 
     @property
+    def cosine_over_critical(self) -> np.ndarray:
+        """``(T, L)`` signed cosine in units of the layer's exact 5% critical value
+        (``|x| > 1``: that step alone would be flagged at 5% before the FDR correction)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self.cosine / np.asarray(self.critical_value, dtype=float)[None, :]
+
+    @property
     def mean_cosine(self) -> np.ndarray:
         """Signed mean cosine over every tested row, per layer (negative: anti-correlated)."""
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -239,6 +256,18 @@ class TwoPointCheck:
     def passed(self) -> bool:
         """Every live coordinate is at +-1 within ``tol``."""
         return self.n > 0 and self.fraction_unit == 1.0
+
+
+@dataclass(frozen=True)
+class FitMisfit:
+    """The update fits of a run as a table: KS distance per fit step ``t`` (rows) and layer
+    (columns, NaN where the layer was not fitted at that step); ``rejected`` marks cells
+    where the zero-mean law is rejected (:attr:`UpdateFit.rejected`)."""
+
+    layers: tuple[str, ...]
+    t: np.ndarray
+    ks: np.ndarray
+    rejected: np.ndarray
 
 
 @dataclass(frozen=True)

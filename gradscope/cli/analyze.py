@@ -92,7 +92,13 @@ def analyze(
         str | None, typer.Option("--steps", help="Optimizer-step window, e.g. 100:2000.")
     ] = None,
     formats: Annotated[
-        list[str] | None, typer.Option("--format", "-f", help="Figure format: png, svg, pdf.")
+        list[str] | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="Figure format: png, svg, pdf (repeat) [default: png; svg and pdf each cost a "
+            "second render of every figure].",
+        ),
     ] = None,
     fit_steps: Annotated[
         str | None,
@@ -116,6 +122,13 @@ def analyze(
             "--keep-dead",
             help="Keep dead coordinates (stepsize at the eps cap, or a gradient zero at every "
             "sampled row so far) in the update fits.",
+        ),
+    ] = False,
+    profile: Annotated[
+        bool,
+        typer.Option(
+            "--profile",
+            help="Print where the time went (analysis, drawing, rendering each format, HTML).",
         ),
     ] = False,
 ) -> None:
@@ -146,12 +159,21 @@ def analyze(
             out,
             layers=layers or None,
             steps=parse_steps(steps),
-            formats=tuple(formats) if formats else ("png", "svg"),
+            formats=tuple(formats) if formats else ("png",),
             progress=advance,
             **fit,
         )
     render_report_summary(report)
     render_verdicts(report.analysis.verdicts)
+    if profile:
+        render_profile(report.profile)
+
+
+def render_profile(profile: dict[str, float]) -> None:
+    """Print seconds per stage of a report (``--profile``)."""
+    total = sum(profile.values())
+    parts = ", ".join(f"{k} {v:.2f} s" for k, v in profile.items())
+    typer.echo(f"time: {total:.2f} s ({parts})", err=True)
 
 
 def render_verdicts(verdicts: dict[str, str]) -> None:

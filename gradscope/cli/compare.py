@@ -19,7 +19,13 @@ def compare(
         str | None, typer.Option("--steps", help="Optimizer-step window, e.g. 100:2000.")
     ] = None,
     formats: Annotated[
-        list[str] | None, typer.Option("--format", "-f", help="Figure format: png, svg, pdf.")
+        list[str] | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="Figure format: png, svg, pdf (repeat) [default: png; svg and pdf each cost a "
+            "second render of every figure].",
+        ),
     ] = None,
     fit_steps: Annotated[
         str | None,
@@ -29,6 +35,13 @@ def compare(
         str | None,
         typer.Option("--fit-layers", help="'all' or NAME,NAME,... [default: 4 largest]."),
     ] = None,
+    profile: Annotated[
+        bool,
+        typer.Option(
+            "--profile",
+            help="Print where the time went (analysis, drawing, rendering each format, HTML).",
+        ),
+    ] = False,
 ) -> None:
     """Overlay the analyses of several runs and print their headline numbers side by side."""
     from gradscope.cli._render import progress_bar, render_comparison_table
@@ -36,6 +49,7 @@ def compare(
         parse_fit_layers,
         parse_fit_steps,
         parse_steps,
+        render_profile,
         render_verdicts,
     )
     from gradscope.report.compare import compare_runs
@@ -52,12 +66,14 @@ def compare(
             paths,
             out,
             steps=parse_steps(steps),
-            formats=tuple(formats) if formats else ("png", "svg"),
+            formats=tuple(formats) if formats else ("png",),
             progress=advance,
             **fit,
         )
     render_comparison_table(result)
     render_verdicts({f"pair {i + 1}": v for i, v in enumerate(result.verdicts)})
+    if profile:
+        render_profile(result.profile)
 
 
 def register(app: typer.Typer) -> None:

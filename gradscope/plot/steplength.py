@@ -4,32 +4,54 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from gradscope.analysis.layers import NamedLayers, named_layers
 from gradscope.analysis.results import StepLength
-from gradscope.plot.style import figure, log_scale, palette
+from gradscope.plot.style import figure, log_scale, palette, run_legend
 
 __all__ = ["draw_step_length"]
 
 
 def draw_step_length(
-    length: StepLength | Sequence[StepLength], labels: Sequence[str] = ()
+    length: StepLength | Sequence[StepLength],
+    labels: Sequence[str] = (),
+    *,
+    named: NamedLayers | None = None,
+    ax: Sequence[Axes] | None = None,
 ) -> Figure:
-    """Global and per-layer step length over time, and the window coefficient of variation."""
+    """Global and per-layer step length over time, and the window coefficient of variation.
+
+    The layer panel draws the ``named`` layers only (default: every layer up to 5, else
+    the first, middle and last); several runs: one colour per run (line style per layer)
+    and a legend of runs.
+    """
     runs = list(length) if isinstance(length, (list, tuple)) else [length]
-    names = list(labels) if labels else [""] * len(runs)
+    names = list(labels) if labels else ["network" if len(runs) == 1 else "run 1"]
+    names += [f"run {i + 1}" for i in range(len(names), len(runs))]
     multi = len(runs) > 1
-    fig, ax = figure(1, 3, width=4.4)
+    if ax is None:
+        fig, grid = figure(1, 3, width=4.4)
+        ax = [grid[0, 0], grid[0, 1], grid[0, 2]]
+    fig = ax[0].figure
+    ax = np.array([list(ax)], dtype=object)
+    nl = named if named is not None else named_layers(runs[0].layers)
+    styles = ["-", "--", ":", "-.", (0, (1, 3))]
     for r, (s, name) in enumerate(zip(runs, names)):
         c = palette(len(runs))[r]
-        cols = palette(len(s.layers)) if not multi else [c] * len(s.layers)
-        ax[0, 0].plot(s.steps, s.global_norm, color=c, lw=1.2, label=name or "network")
-        for i, layer in enumerate(s.layers):
-            lab = f"{name} {layer}".strip() if (not multi or i == 0) else None
-            ax[0, 1].plot(s.steps, s.layer_norm[:, i], color=cols[i], lw=1, label=lab)
-        ax[0, 2].plot(
-            s.window_steps, s.global_window_cv, "o-", color=c, ms=3, label=name or "network"
-        )
+        cols = palette(len(nl.index)) if not multi else [c] * len(nl.index)
+        ax[0, 0].plot(s.steps, s.global_norm, color=c, lw=1.2, label=name)
+        for k, i in enumerate(nl.index):
+            layer = runs[0].layers[i]
+            if layer not in s.layers:
+                continue
+            j = s.layers.index(layer)
+            ls = styles[k % len(styles)] if multi else "-"
+            lab = layer if (not multi or r == 0) else None
+            ax[0, 1].plot(s.steps, s.layer_norm[:, j], color=cols[k], ls=ls, lw=1, label=lab)
+        ax[0, 2].plot(s.window_steps, s.global_window_cv, "o-", color=c, ms=3, label=name)
     log_scale(ax[0, 0])
     log_scale(ax[0, 1])
     ax[0, 0].set(xlabel="optimizer step", ylabel="||x_t - x_(t-1)||", title="network step length")
@@ -39,8 +61,9 @@ def draw_step_length(
         ylabel=f"CV std/mean over {runs[0].window} rows",
         title="step-length variability",
     )
-    ax[0, 0].legend(fontsize="x-small")
-    ax[0, 2].legend(fontsize="x-small")
-    if len(runs[0].layers) <= 12 or multi:
-        ax[0, 1].legend(fontsize="x-small")
+    ax[0, 1].legend(fontsize="x-small")
+    if multi:
+        run_legend(fig, names, palette(len(runs)))
+    else:
+        ax[0, 0].legend(fontsize="x-small")
     return fig

@@ -1,95 +1,186 @@
-"""Draw layerwise stepsizes (Aida Figs. 1, 2, 6) and stepsize ranges (SET-Adam)."""
+"""Draw layerwise stepsizes (Aida Figs. 1, 2, 6) and stepsize ranges (SET-Adam).
+
+One run: layer x step heatmaps (every layer, named on the axis by module group), line plots
+of a few named layers, and the depth profile. Several runs (a comparison): one colour per
+run, one panel per named layer, and a legend of runs.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from gradscope.analysis.layers import NamedLayers, named_layers
 from gradscope.analysis.results import StepsizeProfile, StepsizeRange
-from gradscope.plot.style import figure, log_scale, palette
+from gradscope.plot.layers import draw_heatmap, label_layers
+from gradscope.plot.style import heatmap_height, log_scale, mosaic, palette, run_legend, two_rows
 
 __all__ = ["draw_stepsize_profile", "draw_stepsize_range"]
 
 
 def _runs(x, labels):
     items = list(x) if isinstance(x, (list, tuple)) else [x]
-    names = list(labels) if labels else [""] * len(items)
+    names = list(labels) if labels else [f"run {i + 1}" for i in range(len(items))]
     return items, names
 
 
+def _named(p, named: NamedLayers | None) -> NamedLayers:
+    return named if named is not None else named_layers(p.layers)
+
+
+def _band_lines(ax: Axes, steps, mean, lo, hi, color, label) -> None:
+    ax.plot(steps, mean, color=color, lw=1.2, label=label)
+    ax.fill_between(steps, lo, hi, color=color, alpha=0.18, lw=0)
+
+
 def draw_stepsize_profile(
-    profile: StepsizeProfile | Sequence[StepsizeProfile], labels: Sequence[str] = ()
+    profile: StepsizeProfile | Sequence[StepsizeProfile],
+    labels: Sequence[str] = (),
+    *,
+    named: NamedLayers | None = None,
+    ax: dict[str, Axes] | None = None,
 ) -> Figure:
-    """Layer means of u over time (std band), compactness, and the depth profile."""
+    """Stepsize u per layer and step (update = -lr u m_hat).
+
+    One run, panels (keys of ``ax`` when given): ``mean`` heatmap of the layer mean of u,
+    ``spread`` heatmap of the within-layer std/mean, ``lines`` the mean of the ``named``
+    layers with a geometric one-sigma band (:attr:`StepsizeProfile.geometric_band`),
+    ``compact`` the compactness across layers, ``depth`` the last step's mean per layer with
+    geometric error bars. Several runs: ``layer0``.. one panel per named layer (one line
+    and band per run), ``compact`` and ``depth``, and a legend of runs.
+    """
     runs, names = _runs(profile, labels)
-    fig, ax = figure(1, 3, width=4.6)
+    p0 = runs[0]
+    nl = _named(p0, named)
     multi = len(runs) > 1
+    if not multi:
+        fig, axd = (
+            (next(iter(ax.values())).figure, ax)
+            if ax
+            else mosaic(
+                [["mean", "mean", "mean", "spread", "spread", "spread"],
+                 ["lines", "lines", "compact", "compact", "depth", "depth"]],
+                width=15.0,
+                heights=[heatmap_height(len(p0.layers)), 3.4],
+            )
+        )  # fmt: skip
+        draw_heatmap(axd["mean"], p0.steps, p0.mean, p0.layers, label="mean of u", scale="log")
+        axd["mean"].set_title("layer mean of the stepsize u")
+        draw_heatmap(axd["spread"], p0.steps, p0.relative_std, p0.layers, label="std/mean of u")
+        axd["spread"].set_title("within-layer std/mean of u")
+        lo, hi = p0.geometric_band
+        cols = palette(len(nl.index))
+        for c, i in zip(cols, nl.index):
+            _band_lines(axd["lines"], p0.steps, p0.mean[:, i], lo[:, i], hi[:, i], c, p0.layers[i])
+        log_scale(axd["lines"])
+        axd["lines"].set(
+            xlabel="optimizer step",
+            ylabel="mean of u (geometric ±1sigma band)",
+            title="named layers",
+        )
+        axd["lines"].legend(fontsize="x-small")
+    else:
+        keys = [f"layer{k}" for k in range(len(nl.index))]
+        fig, axd = (
+            (next(iter(ax.values())).figure, ax)
+            if ax
+            else mosaic(two_rows(keys, ["compact", "depth"]),
+                        width=3.3 * max(len(keys), 3), heights=[3.0, 3.6])
+        )  # fmt: skip
+        cols = palette(len(runs))
+        for key, i in zip(keys, nl.index):
+            a = axd[key]
+            layer = p0.layers[i]
+            for r, (p, name) in enumerate(zip(runs, names)):
+                if layer not in p.layers:
+                    continue
+                j = p.layers.index(layer)
+                lo, hi = p.geometric_band
+                _band_lines(a, p.steps, p.mean[:, j], lo[:, j], hi[:, j], cols[r], name)
+            log_scale(a)
+            a.set(xlabel="optimizer step", ylabel="mean of u (geometric ±1sigma band)")
+            a.set_title(layer, fontsize="small")
+    cols = palette(len(runs))
     for r, (p, name) in enumerate(zip(runs, names)):
-        cols = palette(len(p.layers)) if not multi else [palette(len(runs))[r]] * len(p.layers)
-        for i, layer in enumerate(p.layers):
-            m, s = p.mean[:, i], p.std[:, i]
-            lab = f"{name} {layer}".strip() if (not multi or i == 0) else None
-            ax[0, 0].plot(p.steps, m, color=cols[i], lw=1.2, label=lab)
-            lo = np.where(m - s > 0, m - s, np.nan)
-            ax[0, 0].fill_between(p.steps, lo, m + s, color=cols[i], alpha=0.15, lw=0)
-        c = palette(len(runs))[r]
-        ax[0, 1].plot(p.steps, p.compactness, color=c, label=name or None)
-        depth = np.arange(len(p.layers))
-        last = p.mean[-1] if len(p.steps) else np.full(len(p.layers), np.nan)
-        err = p.std[-1] if len(p.steps) else None
-        ax[0, 2].errorbar(depth, last, yerr=err, fmt="o-", color=c, capsize=2, label=name or None)
-        ax[0, 2].set_xticks(depth, [str(x) for x in depth])
-    for a in (ax[0, 0], ax[0, 2]):
-        log_scale(a)
-    ax[0, 0].set(
+        c = cols[r] if multi else "k"
+        axd["compact"].plot(p.steps, p.compactness, color=c, label=name)
+        if len(p.steps) and p.layers == p0.layers:
+            lo, hi = p.geometric_band
+            last = p.mean[-1]
+            err = np.vstack([last - lo[-1], hi[-1] - last])
+            axd["depth"].errorbar(
+                np.arange(len(p.layers)), last, yerr=err, fmt="o-", ms=3, lw=1, color=c,
+                capsize=1.5, label=name,
+            )  # fmt: skip
+    log_scale(axd["depth"])
+    label_layers(axd["depth"], p0.layers, "x")
+    axd["compact"].set(
         xlabel="optimizer step",
-        ylabel="stepsize u (mean ± std)",
-        title="within-layer stepsize",
+        ylabel="std over layers of log10 mean u",
+        title="compactness across layers (decades)",
     )
-    ax[0, 1].set(
-        xlabel="optimizer step",
-        ylabel="std over layers of log10 mean u (decades)",
-        title="compactness across layers",
-    )
-    ax[0, 2].set(
-        xlabel="layer depth (0 = input)",
-        ylabel="stepsize u (last step)",
-        title="depth profile",
-    )
-    if len(runs[0].layers) <= 12 or multi:
-        ax[0, 0].legend(fontsize="x-small", loc="best")
+    axd["depth"].set(ylabel="mean of u, last step (geometric ±1sigma)", title="depth profile")
     if multi:
-        ax[0, 1].legend(fontsize="small")
+        run_legend(fig, names, cols)
     return fig
 
 
 def draw_stepsize_range(
-    rng: StepsizeRange | Sequence[StepsizeRange], labels: Sequence[str] = ()
+    rng: StepsizeRange | Sequence[StepsizeRange],
+    labels: Sequence[str] = (),
+    *,
+    named: NamedLayers | None = None,
+    ax: dict[str, Axes] | None = None,
 ) -> Figure:
-    """Per-layer min/max of u over time and the spread log10(max/min)."""
+    """Per-layer spread log10(max u / min u) over time; max and min of u of named layers.
+
+    One run: ``spread`` heatmap of every layer, ``lines`` max (solid) and min (dashed) of
+    the ``named`` layers. Several runs: ``layer0``.. one panel per named layer, one colour
+    per run, and a legend of runs.
+    """
     runs, names = _runs(rng, labels)
-    fig, ax = figure(1, 2, width=5.2)
+    p0 = runs[0]
+    nl = _named(p0, named)
     multi = len(runs) > 1
-    for r, (p, name) in enumerate(zip(runs, names)):
-        cols = palette(len(p.layers)) if not multi else [palette(len(runs))[r]] * len(p.layers)
-        for i, layer in enumerate(p.layers):
-            lab = f"{name} {layer}".strip() if (not multi or i == 0) else None
-            ax[0, 0].plot(p.steps, p.max[:, i], color=cols[i], lw=1.1, label=lab)
-            ax[0, 0].plot(p.steps, p.min[:, i], color=cols[i], lw=1.1, ls="--")
-            ax[0, 1].plot(p.steps, p.spread[:, i], color=cols[i], lw=1.1)
-    log_scale(ax[0, 0])
-    ax[0, 0].set(
-        xlabel="optimizer step",
-        ylabel="stepsize u (max solid, min dashed)",
-        title="stepsize range per layer",
+    if not multi:
+        fig, axd = (
+            (next(iter(ax.values())).figure, ax)
+            if ax
+            else mosaic([["spread", "spread", "lines"]], width=14.0,
+                        heights=[heatmap_height(len(p0.layers))])
+        )  # fmt: skip
+        draw_heatmap(
+            axd["spread"], p0.steps, p0.spread, p0.layers, label="log10(max u / min u)",
+            scale="linear", cmap="magma",
+        )  # fmt: skip
+        axd["spread"].set_title("spread of u within each layer (decades)")
+        for c, i in zip(palette(len(nl.index)), nl.index):
+            axd["lines"].plot(p0.steps, p0.max[:, i], color=c, lw=1.1, label=p0.layers[i])
+            axd["lines"].plot(p0.steps, p0.min[:, i], color=c, lw=1.1, ls="--")
+        log_scale(axd["lines"])
+        axd["lines"].set(
+            xlabel="optimizer step", ylabel="u (max solid, min dashed)", title="named layers"
+        )
+        axd["lines"].legend(fontsize="x-small")
+        return fig
+    keys = [f"layer{k}" for k in range(len(nl.index))]
+    fig, axd = (
+        (next(iter(ax.values())).figure, ax)
+        if ax
+        else mosaic([keys], width=3.3 * max(len(keys), 3), heights=[3.2])
     )
-    ax[0, 1].set(
-        xlabel="optimizer step",
-        ylabel="log10(max u / min u) (decades)",
-        title="spread within layer",
-    )
-    if len(runs[0].layers) <= 12 or multi:
-        ax[0, 0].legend(fontsize="x-small")
+    cols = palette(len(runs))
+    for key, i in zip(keys, nl.index):
+        a = axd[key]
+        layer = p0.layers[i]
+        for r, p in enumerate(runs):
+            if layer in p.layers:
+                j = p.layers.index(layer)
+                a.plot(p.steps, p.spread[:, j], color=cols[r], lw=1.1)
+        a.set(xlabel="optimizer step", ylabel="log10(max u / min u)")
+        a.set_title(layer, fontsize="small")
+    run_legend(fig, names, cols)
     return fig

@@ -8,14 +8,29 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")  # headless: figures are files, never windows
-
-import matplotlib.pyplot as plt
 import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["figure", "log_scale", "palette", "png_bytes", "save", "svg_text", "theme"]
+# Figures are plain ``Figure`` objects on an Agg canvas, never pyplot windows: the global
+# backend is left as the user set it.
+
+__all__ = [
+    "figure",
+    "heatmap_height",
+    "log_scale",
+    "mosaic",
+    "palette",
+    "png_bytes",
+    "run_legend",
+    "save",
+    "svg_text",
+    "theme",
+    "two_rows",
+]
+
+#: Resolution of every PNG (the file written and the HTML embed are the same bytes).
+DPI = 100
 
 
 def palette(n: int) -> list[tuple[float, float, float]]:
@@ -38,8 +53,49 @@ def figure(
 ) -> tuple[Figure, object]:
     """A new figure (not registered with pyplot's global state) and its axes."""
     fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     return fig, axes
+
+
+def mosaic(
+    layout: Sequence[Sequence[str]], *, width: float, heights: Sequence[float]
+) -> tuple[Figure, dict]:
+    """A new figure with named panels (``Figure.subplot_mosaic``); rows ``heights`` inches."""
+    fig = Figure(figsize=(width, float(sum(heights))), layout="constrained")
+    FigureCanvasAgg(fig)
+    axd = fig.subplot_mosaic([list(r) for r in layout], height_ratios=list(heights))
+    return fig, axd
+
+
+def two_rows(top: Sequence[str], bottom: Sequence[str]) -> list[list[str]]:
+    """A mosaic layout: the ``top`` panels share the first row, ``bottom`` the second."""
+    return [
+        [k for k in top for _ in bottom],
+        [k for k in bottom for _ in top],
+    ]
+
+
+def heatmap_height(n_layers: int) -> float:
+    """Inches for a layer x step heatmap: room for a name per layer up to about 60 layers,
+    then capped (the axis thins its labels and names the module groups)."""
+    return float(min(max(1.3 + 0.115 * n_layers, 2.6), 8.5))
+
+
+def run_legend(fig: Figure, names: Sequence[str], colors: Sequence[object]) -> None:
+    """One legend of runs for the whole figure (one colour per run), above the panels."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, lw=2) for c in colors]
+    fig.legend(
+        handles,
+        list(names),
+        loc="outside upper center",
+        ncols=min(len(names), 6),
+        fontsize="small",
+        title="runs",
+        title_fontsize="small",
+    )
 
 
 def log_scale(ax: object, axis: str = "y") -> None:
@@ -63,20 +119,30 @@ def log_scale(ax: object, axis: str = "y") -> None:
         (ax.set_yscale if axis == "y" else ax.set_xscale)("log")  # type: ignore[attr-defined]
 
 
-def save(fig: Figure, stem: str | Path, formats: Sequence[str] = ("png", "svg")) -> list[Path]:
-    """Write ``stem.<fmt>`` for each format; returns the paths."""
+def save(
+    fig: Figure, stem: str | Path, formats: Sequence[str] = ("png", "svg")
+) -> tuple[list[Path], bytes]:
+    """Write ``stem.<fmt>`` for each format; returns the paths and the PNG bytes.
+
+    The PNG is rendered once: the bytes written to ``stem.png`` are the ones returned (the
+    HTML page embeds them), whether or not ``png`` is among ``formats``.
+    """
+    png = png_bytes(fig)
     out = []
     for fmt in formats:
         path = Path(f"{stem}.{fmt}")
-        fig.savefig(path, format=fmt, dpi=120)
+        if fmt == "png":
+            path.write_bytes(png)
+        else:
+            fig.savefig(path, format=fmt, dpi=DPI)
         out.append(path)
-    return out
+    return out, png
 
 
 def png_bytes(fig: Figure) -> bytes:
-    """The figure as PNG bytes (for embedding)."""
+    """The figure as PNG bytes at :data:`DPI`."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format="png", dpi=DPI)
     return buf.getvalue()
 
 
@@ -88,5 +154,5 @@ def svg_text(fig: Figure) -> str:
 
 
 def close(fig: Figure) -> None:
-    """Release a figure (Figures made here are not tracked by pyplot)."""
-    plt.close(fig)
+    """Release a figure's artists (Figures made here are not tracked by pyplot)."""
+    fig.clear()

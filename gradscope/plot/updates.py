@@ -5,24 +5,43 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-from gradscope.analysis.results import LawCurves, UpdateFit, UpdateMoments
-from gradscope.plot.style import figure, palette
+from gradscope.analysis.results import FitMisfit, LawCurves, UpdateFit, UpdateMoments
+from gradscope.plot.layers import label_layers
+from gradscope.plot.style import figure, palette, run_legend
 
-__all__ = ["draw_law_curves", "draw_update_fits", "draw_update_moments"]
+__all__ = ["draw_fit_misfit", "draw_law_curves", "draw_update_fits", "draw_update_moments"]
+
+#: The normalised update: z = -update/lr (= u m_hat for the Adam family; u is the stepsize).
+Z = "z = -update/lr"
 
 
-def draw_update_fits(fits: Sequence[UpdateFit], ncols: int = 4) -> Figure:
-    """One panel per (layer, step): histogram of u = -update/lr and the exact pdf."""
+def draw_update_fits(
+    fits: Sequence[UpdateFit],
+    ncols: int = 4,
+    *,
+    run_labels: Sequence[str] | None = None,
+    ax: Sequence[Axes] | None = None,
+) -> Figure:
+    """One panel per (layer, step): histogram of z = -update/lr and the exact pdf.
+
+    ``run_labels`` (a comparison): the run of each fit, put in its panel's title.
+    """
     n = max(len(fits), 1)
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
-    fig, ax = figure(nrows, ncols, width=3.4, height=2.8)
+    if ax is None:
+        fig, grid = figure(nrows, ncols, width=3.4, height=2.8)
+        panels = [grid[k // ncols, k % ncols] for k in range(nrows * ncols)]
+    else:
+        panels = list(ax)
+        fig = panels[0].figure
     col = palette(2)
     for k, f in enumerate(fits):
-        a = ax[k // ncols, k % ncols]
+        a = panels[k]
         a.stairs(f.density, f.edges, fill=True, alpha=0.5, color=col[0], label="recorded")
         a.plot(f.grid, f.pdf, color=col[1], lw=1.4, label="exact law")
         if f.noncentral is not None:
@@ -45,31 +64,78 @@ def draw_update_fits(fits: Sequence[UpdateFit], ncols: int = 4) -> Figure:
         ]
         nc = "" if f.noncentral is None else f" (non-central {f.noncentral.ks_distance:.3f})"
         dead = f", {f.n_dead} dead out" if f.n_dead and f.dead_excluded else ""
+        run = f"{run_labels[k]}: " if run_labels else ""
         a.set_title(
-            f"{f.layer} t={f.t}{dead}\nKS={f.ks_distance:.3f}{nc} {' '.join(flags)}",
+            f"{run}{f.layer} t={f.t}{dead}\nKS={f.ks_distance:.3f}{nc} {' '.join(flags)}",
             fontsize="small",
         )
-        a.set(xlabel="update per unit lr, -Δ/lr", ylabel="density")
+        a.set(xlabel=f"normalised update {Z}", ylabel="density")
         if k == 0 or f.noncentral is not None:
             a.legend(fontsize="x-small")
-    for k in range(len(fits), nrows * ncols):
-        ax[k // ncols, k % ncols].set_visible(False)
+    for k in range(len(fits), len(panels)):
+        panels[k].set_visible(False)
+    return fig
+
+
+def draw_fit_misfit(misfit: FitMisfit, *, ax: Axes | None = None) -> Figure:
+    """KS distance of every fitted (layer, t): layers on the y axis (named by module group),
+    fit steps t on the x axis, log colour; a cross marks a rejected zero-mean law."""
+    from matplotlib.colors import LogNorm
+
+    if ax is None:
+        from gradscope.plot.style import heatmap_height
+
+        fig, grid = figure(1, 1, width=6.4, height=heatmap_height(len(misfit.layers)))
+        ax = grid[0, 0]
+    fig = ax.figure
+    ks = np.asarray(misfit.ks, dtype=float)
+    pos = ks[np.isfinite(ks) & (ks > 0)]
+    norm = LogNorm(vmin=pos.min(), vmax=max(pos.max(), pos.min() * 1.001)) if pos.size else None
+    n = len(misfit.layers)
+    mesh = ax.pcolormesh(
+        np.arange(len(misfit.t) + 1) - 0.5,
+        np.arange(n + 1) - 0.5,
+        np.ma.masked_invalid(np.where(ks > 0, ks, np.nan).T),
+        norm=norm,
+        cmap="viridis",
+    )
+    cb = fig.colorbar(mesh, ax=ax, location="bottom", fraction=0.05, shrink=0.7, aspect=40)
+    cb.set_label("KS distance to the exact law")
+    tj, li = np.nonzero(np.asarray(misfit.rejected, dtype=bool))
+    if tj.size:
+        ax.plot(tj, li, "x", color="w", ms=4, mew=1.2, label="zero-mean law rejected")
+        ax.legend(fontsize="x-small", loc="lower right")
+    ax.set_xticks(np.arange(len(misfit.t)), [str(int(t)) for t in misfit.t])
+    ax.set(xlabel="optimizer step t of the fit", title="update-law misfit per layer")
+    ax.grid(False)
+    label_layers(ax, misfit.layers, "y")
     return fig
 
 
 def draw_update_moments(
-    moments: UpdateMoments | Sequence[UpdateMoments], labels: Sequence[str] = ()
+    moments: UpdateMoments | Sequence[UpdateMoments],
+    labels: Sequence[str] = (),
+    *,
+    ax: Sequence[Axes] | None = None,
 ) -> Figure:
-    """Var(u) t_eff and Var|u| t_eff against t beside Corollaries 1 and 2."""
+    """Var(z) t_eff and Var|z| t_eff against t beside Corollaries 1 and 2 (z = -update/lr).
+
+    One run: one line per layer (named in the legend up to 12 layers). Several runs: every
+    layer of a run in the run's colour, and a legend of runs.
+    """
     runs = list(moments) if isinstance(moments, (list, tuple)) else [moments]
-    names = list(labels) if labels else [""] * len(runs)
+    names = list(labels) if labels else [f"run {i + 1}" for i in range(len(runs))]
     multi = len(runs) > 1
-    fig, ax = figure(1, 2, width=5.2)
-    for r, (m, name) in enumerate(zip(runs, names)):
+    if ax is None:
+        fig, grid = figure(1, 2, width=5.2)
+        ax = [grid[0, 0], grid[0, 1]]
+    fig = ax[0].figure
+    ax = np.array([list(ax)], dtype=object)
+    for r, (m, _name) in enumerate(zip(runs, names)):
         cols = palette(len(m.layers)) if not multi else [palette(len(runs))[r]] * len(m.layers)
         for i, layer in enumerate(m.layers):
             few = len(m.layers) <= 12
-            lab = f"{name} {layer}".strip() if ((few and not multi) or i == 0) else None
+            lab = layer if (few and not multi) else None
             ax[0, 0].plot(m.steps, m.scaled_var[:, i], color=cols[i], lw=1, label=lab)
             ax[0, 1].plot(m.steps, m.scaled_var_abs[:, i], color=cols[i], lw=1)
     m = runs[0]
@@ -78,17 +144,22 @@ def draw_update_moments(
     ax[0, 0].set(
         xscale="log",
         xlabel="optimizer step t",
-        ylabel="Var(u) · t_eff (theory 1)",
-        title="update variance",
+        ylabel="Var(z) · t_eff (theory 1)",
+        title="variance of the normalised update z",
     )
     ax[0, 1].set(
-        xscale="log", xlabel="optimizer step t", ylabel="Var|u| · t_eff", title="magnitude variance"
+        xscale="log",
+        xlabel="optimizer step t",
+        ylabel="Var|z| · t_eff",
+        title="variance of |z|",
     )
     for a in ax[0]:
         a.xaxis.set_major_formatter(ScalarFormatter())
         a.xaxis.set_minor_formatter(NullFormatter())
     ax[0, 0].legend(fontsize="x-small")
     ax[0, 1].legend(fontsize="x-small")
+    if multi:
+        run_legend(fig, names, palette(len(runs)))
     return fig
 
 
@@ -99,7 +170,7 @@ def draw_law_curves(curves: LawCurves) -> Figure:
     for c, label, g, p in zip(cols, curves.labels, curves.grids, curves.pdfs):
         ax[0, 0].plot(g, p, color=c, lw=1.4, label=label)
     ax[0, 0].set(
-        xlabel="update per unit lr u = m_hat/sqrt(v_hat)",
+        xlabel="normalised update z = -update/lr = m_hat/sqrt(v_hat)",
         ylabel="density",
         title="exact laws of the adaptive update (i.i.d. Gaussian gradients)",
     )

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,7 @@ class Report:
     files: tuple[Path, ...]
     analysis: RunAnalysis
     headline: dict[str, Any]
+    profile: dict[str, float] = field(default_factory=dict)
 
 
 def optimizer_facts(metadata: dict[str, Any]) -> tuple[str, float | None, float | None, float]:
@@ -766,7 +768,7 @@ def build(
     fit_steps: Sequence[int] | None = None,
     fit_layers: FitLayers = None,
     exclude_dead: bool = True,
-    formats: Sequence[str] = ("png", "svg"),
+    formats: Sequence[str] = ("png",),
     max_points: int = 2000,
     progress: Progress | None = None,
 ) -> Report:
@@ -788,6 +790,8 @@ def build(
     if bad:
         raise ValueError(f"unknown figure formats {bad}; use png, svg or pdf")
     path = Path(path)
+    profile: dict[str, float] = {}
+    t0 = time.perf_counter()
     an = analyze_run(
         path,
         layers=layers,
@@ -798,9 +802,11 @@ def build(
         max_points=max_points,
         progress=progress,
     )
+    _add(profile, "analysis", t0)
     out_dir = Path(out) if out is not None else path.with_name(f"{path.stem}_report")
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures, files = draw_and_export(an, out_dir, formats, progress=progress)
+    figures, files = draw_and_export(an, out_dir, formats, progress=progress, profile=profile)
+    t0 = time.perf_counter()
     head = headline(an)
     summary_json = out_dir / "summary.json"
     summary_json.write_text(json.dumps(export.summary_dict(an, head), indent=2, default=_json))
@@ -822,7 +828,10 @@ def build(
         encoding="utf-8",
     )
     files.append(page)
-    return Report(out=out_dir, html=page, files=tuple(files), analysis=an, headline=head)
+    _add(profile, "html and summary", t0)
+    return Report(
+        out=out_dir, html=page, files=tuple(files), analysis=an, headline=head, profile=profile
+    )
 
 
 #: Verdicts shown beside a figure; the others are listed before the figures.
@@ -890,10 +899,28 @@ def _json(x: Any) -> Any:
     return repr(x)
 
 
+def _named(an: RunAnalysis) -> A.NamedLayers:
+    """The layers the line plots name (the rule goes into the captions)."""
+    last = an.stepsizes.mean[-1] if an.stepsizes is not None and len(an.stepsizes.steps) else None
+    return A.named_layers(an.layers, last, what="last-step mean of u")
+
+
+def _caption_rule(nl: A.NamedLayers) -> str:
+    return f"Line plots name {len(nl.index)} layers ({nl.rule})."
+
+
 def draw_and_export(
-    an: RunAnalysis, out_dir: Path, formats: Sequence[str], *, progress: Progress | None = None
+    an: RunAnalysis,
+    out_dir: Path,
+    formats: Sequence[str],
+    *,
+    progress: Progress | None = None,
+    profile: dict[str, float] | None = None,
 ):
     """Draw every figure the analysis supports; write figure files and the data behind them.
+
+    Each figure is drawn once: the PNG written is the one embedded in the page. ``profile``
+    (when given) receives the seconds spent drawing, rendering each format and exporting.
 
     Returns ``([(title, caption, png_bytes, verdict), ...], files)``.
     """
@@ -902,15 +929,24 @@ def draw_and_export(
     from gradscope.plot import style
     from gradscope.plot import updates as pu
 
+    nl = _named(an)
+    rule = _caption_rule(nl)
     jobs: list[tuple[str, str, str, Callable[[], Any], Callable[[Path], list[Path]]]] = []
     if an.stepsizes is not None:
         jobs.append(
             (
                 "stepsizes",
                 "Layerwise adaptive stepsizes",
-                "Mean ± std of the elementwise stepsize u per layer (update = -lr u m_hat), "
-                "the spread of layer means across layers, and the depth profile.",
-                lambda: ps.draw_stepsize_profile(an.stepsizes),
+                "The stepsize u is the optimizer's own (update = -lr u m_hat). Top left: the "
+                "mean of u within each layer (rows: layers, input on top, grouped by module; "
+                "columns: optimizer steps; log colour). Top right: the within-layer "
+                "std/mean of u (0: one stepsize for the whole layer). Bottom: the mean of u "
+                "of a few named layers with a geometric ±1 sigma band (mean times or divided by "
+                "exp(sigma), sigma^2 = log(1 + (std/mean)^2): it stays above 0 on the log "
+                "axis when std > mean); "
+                "the compactness across layers (std over layers of log10 of the layer "
+                f"means, 0: every layer the same); the depth profile at the last step. {rule}",
+                lambda: ps.draw_stepsize_profile(an.stepsizes, named=nl),
                 lambda d: export.write_series(an.stepsizes, d / "stepsizes.csv"),
             )
         )
@@ -919,8 +955,10 @@ def draw_and_export(
             (
                 "stepsize_range",
                 "Stepsize range",
-                "Per-layer max and min of u over time and log10(max/min) (SET-Adam).",
-                lambda: ps.draw_stepsize_range(an.ranges),
+                "Left: the spread log10(max u / min u) within each layer per step (decades; "
+                "SET-Adam's view of how unequal the coordinates' stepsizes are). Right: max "
+                f"(solid) and min (dashed) of u of the named layers. {rule}",
+                lambda: ps.draw_stepsize_range(an.ranges, named=nl),
                 lambda d: export.write_series(an.ranges, d / "stepsize_range.csv"),
             )
         )
@@ -931,12 +969,15 @@ def draw_and_export(
                 (
                     key,
                     f"Cosine randomness test: {res.quantity}",
-                    f"Signed cosines of successive {res.quantity}s (symlog scale; dotted: the "
-                    f"exact 5% critical values), exact p-values (n = layer size), BH-FDR across "
-                    f"layers at q < {res.alpha:g}, beside the sqrt(log n/n) rule of Zhang et "
-                    "al. (AAAI student abstract), and the mean signed cosine per layer. "
-                    + (res.note or ""),
-                    lambda res=res: pr.draw_randomness(res),
+                    f"Top: the signed cosine of successive {res.quantity}s of every layer "
+                    "divided by the layer's exact 5% critical value (n = layer size): red "
+                    "beyond +1 or blue beyond -1 is a step that alone looks non-random; "
+                    "white is noise-like. Bottom left: the fraction of steps flagged "
+                    f"non-random per layer, exact p-values with BH-FDR across layers at q < "
+                    f"{res.alpha:g} (solid) beside the sqrt(log n/n) rule of Zhang et al. "
+                    "(AAAI student abstract, dashed). Bottom right: the mean signed cosine "
+                    "per layer (< 0: successive vectors anti-correlated). " + (res.note or ""),
+                    lambda res=res: pr.draw_randomness(res, named=nl),
                     lambda d, res=res, key=key: export.write_randomness(res, d, key),
                 )
             )
@@ -945,22 +986,41 @@ def draw_and_export(
             (
                 "update_fits",
                 "Update distribution vs exact law",
-                "Histogram of u = -update/lr of the live sampled coordinates (dead ones, at the "
-                "eps cap or with a gradient zero at every sampled row so far, left out) at the "
-                "optimizer's own step t, with the exact zero-mean EMA-m/uniform-v law for the "
-                "layer's own beta1 (within about 1e-4 in CDF of real Adam for t >= 3, "
-                "docs/theory.md) and, where that law is rejected, the non-central law at each "
-                "coordinate's gradient SNR (dashed).",
+                "Histogram of the normalised update z = -update/lr (= u m_hat for Adam) of "
+                "the live sampled coordinates (dead ones, at the eps cap or with a gradient "
+                "zero at every sampled row so far, left out) at the optimizer's own step t, "
+                "with the exact zero-mean EMA-m/uniform-v law for the layer's own beta1 "
+                "(within about 1e-4 in CDF of real Adam for t >= 3, docs/theory.md) and, "
+                "where that law is rejected, the non-central law at each coordinate's "
+                "gradient SNR (dashed). The x range follows the data.",
                 lambda: pu.draw_update_fits(an.fits),
                 lambda d: export.write_fits(an.fits, d / "update_fits.json"),
             )
         )
+        if len(an.fits) > 4:
+            mis = A.fit_misfit(an.fits, an.layers)
+            jobs.append(
+                (
+                    "update_misfit",
+                    "Update-law misfit by layer and step",
+                    "KS distance between the recorded z = -update/lr and the exact law for "
+                    "every fitted layer (rows, grouped by module) and fit step t (columns), "
+                    "log colour; a cross marks a rejected zero-mean law. Blank rows were not "
+                    f"fitted (layers under {A.fit.MIN_FIT_SIZE} coordinates are fitted only "
+                    "when named).",
+                    lambda mis=mis: pu.draw_fit_misfit(mis),
+                    lambda d: [],
+                )
+            )
     if an.moments is not None:
         jobs.append(
             (
                 "update_moments",
                 "Update variance vs Corollaries 1 and 2",
-                "Var(u)·t_eff (theory 1) and Var|u|·t_eff (theory Var|sqrt(t) C_t|).",
+                "Var(z)·t_eff and Var|z|·t_eff of the normalised update z = -update/lr per "
+                "layer against the optimizer step t (log axis), beside the exact values of "
+                "Corollary 1 (1) and Corollary 2 (dashed): a layer on the dashed line has "
+                "updates as spread as pure gradient noise predicts.",
                 lambda: pu.draw_update_moments(an.moments),
                 lambda d: export.write_series(an.moments, d / "update_moments.csv"),
             )
@@ -973,9 +1033,10 @@ def draw_and_export(
                 "step_length",
                 "Step length",
                 f"||x_t - x_(t-1)|| (the recorded update norms): the network's (root sum of "
-                f"squares over layers) and each layer's over time, and the coefficient of "
-                f"variation std/mean within windows of {an.step_length.window} recorded rows.",
-                lambda: psl.draw_step_length(an.step_length),
+                f"squares over layers) and the named layers' over time, and the coefficient "
+                f"of variation std/mean within windows of {an.step_length.window} recorded "
+                f"rows. {rule}",
+                lambda: psl.draw_step_length(an.step_length, named=nl),
                 lambda d: export.write_step_length(an.step_length, d),
             )
         )
@@ -995,21 +1056,51 @@ def draw_and_export(
                 lambda d: export.write_series(an.examplewise, d / "examplewise.csv"),
             )
         )
+    prof = profile if profile is not None else {}
     figures, files = [], []
+    t0 = time.perf_counter()
     if an.epsilon is not None:
         files.append(export.write_epsilon(an.epsilon, out_dir / "epsilon.csv"))
     if an.nonfinite is not None:
         files.append(export.write_nonfinite(an.nonfinite, out_dir / "nonfinite.csv"))
     if an.two_point:
         files.append(export.write_two_point(an.two_point, out_dir / "two_point.csv"))
+    _add(prof, "export data", t0)
     with style.theme():
         for i, (stem, title, caption, draw, dump) in enumerate(jobs):
+            t0 = time.perf_counter()
             fig = draw()
-            files += style.save(fig, out_dir / stem, formats)
+            _add(prof, "draw figures", t0)
+            written, png = save_timed(style, fig, out_dir / stem, formats, prof)
+            files += written
             verdict = an.verdicts.get(_FIGURE_VERDICTS.get(stem, ""), "")
-            figures.append((title, caption, style.png_bytes(fig), verdict))
+            figures.append((title, caption, png, verdict))
             style.close(fig)
+            t0 = time.perf_counter()
             files += dump(out_dir)
+            _add(prof, "export data", t0)
             if progress:
                 progress("figures", i + 1, len(jobs))
     return figures, files
+
+
+def _add(profile: dict[str, float], key: str, t0: float) -> None:
+    profile[key] = profile.get(key, 0.0) + time.perf_counter() - t0
+
+
+def save_timed(style, fig, stem: Path, formats: Sequence[str], profile: dict[str, float]):
+    """``style.save`` with the PNG render and each other format timed into ``profile``."""
+    t0 = time.perf_counter()
+    png = style.png_bytes(fig)
+    _add(profile, "render png", t0)
+    out = []
+    for fmt in formats:
+        path = Path(f"{stem}.{fmt}")
+        t0 = time.perf_counter()
+        if fmt == "png":
+            path.write_bytes(png)
+        else:
+            fig.savefig(path, format=fmt, dpi=style.DPI)
+        _add(profile, f"render {fmt}", t0)
+        out.append(path)
+    return out, png

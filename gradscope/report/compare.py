@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,30 @@ class Comparison:
     analyses: tuple[RunAnalysis, ...]
     table: tuple[tuple[Any, ...], ...]
     verdicts: tuple[str, ...] = ()
+    profile: dict[str, float] = field(default_factory=dict)
+
+
+def compare_fits(
+    analyses: Sequence[RunAnalysis], labels: Sequence[str], layers: int = 2
+) -> tuple[list[A.UpdateFit], list[str]]:
+    """The update fits to set side by side: for up to ``layers`` layers fitted in every run,
+    each run's fit at the largest optimizer step t fitted in all of them (run order)."""
+    if not analyses or any(not a.fits for a in analyses):
+        return [], []
+    keys = [{(f.layer, f.t) for f in a.fits} for a in analyses]
+    common = set.intersection(*keys)
+    if not common:
+        return [], []
+    t = max(k[1] for k in common)
+    order = [f.layer for f in analyses[0].fits if (f.layer, t) in common]
+    chosen = list(dict.fromkeys(order))[:layers]
+    fits, labs = [], []
+    for layer in chosen:
+        for a, lab in zip(analyses, labels):
+            f = next(f for f in a.fits if f.layer == layer and f.t == t)
+            fits.append(f)
+            labs.append(lab)
+    return fits, labs
 
 
 def pair_verdicts(analyses: Sequence[RunAnalysis], labels: Sequence[str]) -> tuple[str, ...]:
@@ -54,7 +79,7 @@ def compare_runs(
     out: str | os.PathLike[str],
     *,
     steps: tuple[int | None, int | None] | None = None,
-    formats: Sequence[str] = ("png", "svg"),
+    formats: Sequence[str] = ("png",),
     max_points: int = 1000,
     fit_steps: Sequence[int] | None = None,
     fit_layers: Any = None,
@@ -73,6 +98,10 @@ def compare_runs(
     paths = [Path(p) for p in paths]
     if len(paths) < 2:
         raise ValueError("compare needs at least two run files")
+    from gradscope.report.build import _add
+
+    profile: dict[str, float] = {}
+    t0 = time.perf_counter()
     analyses = [
         analyze_run(
             p,
@@ -83,6 +112,7 @@ def compare_runs(
         )
         for p in paths
     ]
+    _add(profile, "analysis", t0)
     labels = _labels(paths)
     heads = [headline(a) for a in analyses]
     keys: list[str] = []
@@ -98,20 +128,60 @@ def compare_runs(
     from gradscope.plot import stepsizes as ps
     from gradscope.plot import style
     from gradscope.plot import updates as pu
+    from gradscope.report.build import _add, _caption_rule, _named, save_timed
     from gradscope.report.html import render_report
 
-    jobs = []
-    for attr, stem, title, draw in (
-        ("stepsizes", "stepsizes", "Layerwise adaptive stepsizes", ps.draw_stepsize_profile),
-        ("ranges", "stepsize_range", "Stepsize range", ps.draw_stepsize_range),
-        ("randomness_grad", "randomness_grad", "Cosine randomness test: grad", pr.draw_randomness),
+    nl = _named(analyses[0])
+    rule = _caption_rule(nl) + " Each panel is one layer; each colour one run."
+    runs_txt = "One colour per run (legend of runs above the panels). "
+    jobs: list[tuple[str, str, str, Any, list, list]] = []
+    for attr, stem, title, caption, draw in (
+        (
+            "stepsizes",
+            "stepsizes",
+            "Layerwise adaptive stepsizes",
+            runs_txt + "Top: the mean of the stepsize u (update = -lr u m_hat) of each named "
+            "layer with a geometric ±1 sigma band (mean times or divided by exp(sigma), "
+            "sigma^2 = log(1 + (std/mean)^2)). "
+            "Bottom: the compactness across layers (std over layers of log10 of the layer "
+            "means) and the depth profile at the last step. " + rule,
+            lambda recs, labs: ps.draw_stepsize_profile(recs, labs, named=nl),
+        ),
+        (
+            "ranges",
+            "stepsize_range",
+            "Stepsize range",
+            runs_txt + "The spread log10(max u / min u) within each named layer (decades). " + rule,
+            lambda recs, labs: ps.draw_stepsize_range(recs, labs, named=nl),
+        ),
+        (
+            "randomness_grad",
+            "randomness_grad",
+            "Cosine randomness test: grad",
+            runs_txt + "Top: signed cosines of successive gradients of each named layer "
+            "(symlog axis), each run's exact 5% critical values dotted in its colour. "
+            "Bottom: fraction of steps flagged non-random per layer (solid: exact test with "
+            "BH-FDR; dashed: the sqrt(log n/n) rule of Zhang et al.) and the mean signed "
+            "cosine per layer. " + rule,
+            lambda recs, labs: pr.draw_randomness(recs, labs, named=nl),
+        ),
         (
             "moments",
             "update_moments",
             "Update variance vs Corollaries 1 and 2",
-            pu.draw_update_moments,
+            runs_txt + "Var(z)·t_eff and Var|z|·t_eff of the normalised update "
+            "z = -update/lr, every layer of a run in its colour, beside Corollaries 1 and 2 "
+            "(dashed).",
+            lambda recs, labs: pu.draw_update_moments(recs, labs),
         ),
-        ("step_length", "step_length", "Step length", psl.draw_step_length),
+        (
+            "step_length",
+            "step_length",
+            "Step length",
+            runs_txt + "The network's step length ||x_t - x_(t-1)||, the named layers' "
+            "(line style per layer) and the windowed coefficient of variation. " + rule,
+            lambda recs, labs: psl.draw_step_length(recs, labs, named=nl),
+        ),
     ):
         have = [
             (getattr(a, attr), lab)
@@ -119,21 +189,40 @@ def compare_runs(
             if getattr(a, attr) is not None
         ]
         if have:
-            jobs.append((stem, title, draw, [h[0] for h in have], [h[1] for h in have]))
+            jobs.append((stem, title, caption, draw, [h[0] for h in have], [h[1] for h in have]))
+    fits, fit_labels = compare_fits(analyses, labels)
+    if fits:
+        jobs.append(
+            (
+                "update_fits",
+                "Update distribution vs exact law",
+                "Histogram of the normalised update z = -update/lr at the same layer and "
+                "optimizer step t in each run (panel titles name the run), with the exact "
+                "zero-mean law (solid) and, where rejected, the non-central law (dashed). "
+                "The x range follows the data.",
+                lambda recs, labs: pu.draw_update_fits(recs, run_labels=labs),
+                fits,
+                fit_labels,
+            )
+        )
     if not jobs:
         raise MissingDataError("none of the runs has anything to compare")
     files: list[Path] = []
     figures = []
     with style.theme():
-        for i, (stem, title, draw, recs, labs) in enumerate(jobs):
-            fig = draw(recs, labels=labs)
-            files += style.save(fig, out_dir / stem, formats)
+        for i, (stem, title, caption, draw, recs, labs) in enumerate(jobs):
+            t0 = time.perf_counter()
+            fig = draw(recs, labs)
+            _add(profile, "draw figures", t0)
+            written, png = save_timed(style, fig, out_dir / stem, formats, profile)
+            files += written
             which = {"stepsizes": "within-layer spread", "step_length": "step-length CV"}
             v = " ".join(x for x in verdicts if stem in which and which[stem] in x)
-            figures.append((title, "runs: " + ", ".join(labs), style.png_bytes(fig), v))
+            figures.append((title, caption, png, v))
             style.close(fig)
             if progress:
                 progress("figures", i + 1, len(jobs))
+    t0 = time.perf_counter()
     data = out_dir / "comparison.json"
     data.write_text(
         json.dumps(
@@ -154,15 +243,16 @@ def compare_runs(
     page.write_text(
         render_report(
             "gradscope comparison",
-            {"runs": len(paths)},
+            {"runs": len(paths), "labels": ", ".join(labels)},
             figures,
             skipped,
-            table=table,
+            summary_table=table,
             pair_verdicts=verdicts,
         ),
         encoding="utf-8",
     )
     files += [data, page]
+    _add(profile, "html and summary", t0)
     return Comparison(
         out_dir,
         page,
@@ -171,4 +261,5 @@ def compare_runs(
         tuple(analyses),
         tuple(tuple(r) for r in table),
         verdicts,
+        profile,
     )

@@ -13,7 +13,8 @@ _CSS = """
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;
 text-align:left}figure{margin:2em 0}img{max-width:100%}figcaption{color:#555;font-size:.9em}
-.skip{color:#8a5a00}.verdict{font-weight:600;margin:.4em 0 0}
+.skip{color:#8a5a00}.verdict{font-weight:600;margin:.4em 0}
+details{margin:1.5em 0}summary{font-weight:600;cursor:pointer}
 """
 
 
@@ -38,12 +39,16 @@ def render_report(
     table: Sequence[Sequence[Any]] | None = None,
     verdicts: Mapping[str, str] | None = None,
     pair_verdicts: Sequence[str] = (),
+    table_title: str = "Per-layer table",
+    summary_table: Sequence[Sequence[Any]] | None = None,
 ) -> str:
     """The HTML text of a report (opens offline: no external resources).
 
-    A figure may carry a fourth item, its verdict, shown under the caption; ``verdicts``
-    not tied to a figure (non-finite values, eps) and ``pair_verdicts`` (a comparison) are
-    listed under "Conclusions" before the figures.
+    Order: the headline numbers (and ``summary_table``, a comparison's side-by-side
+    numbers) and the conclusions (``verdicts`` not tied to a figure,
+    ``pair_verdicts`` of a comparison), then the figures (each with its verdict above the
+    image and its caption below), then the per-layer ``table`` and the skipped analyses,
+    each collapsed in a ``<details>`` element.
     """
     out = [
         "<!DOCTYPE html>",
@@ -58,10 +63,10 @@ def render_report(
     out.append("<h2>Headline numbers</h2><table>")
     out += [f"<tr><th>{_e(k)}</th><td>{_e(_fmt(v))}</td></tr>" for k, v in headline.items()]
     out.append("</table>")
-    if table:
+    if summary_table:
         out.append("<table>")
-        out.append("<tr>" + "".join(f"<th>{_e(c)}</th>" for c in table[0]) + "</tr>")
-        for row in table[1:]:
+        out.append("<tr>" + "".join(f"<th>{_e(c)}</th>" for c in summary_table[0]) + "</tr>")
+        for row in summary_table[1:]:
             out.append("<tr>" + "".join(f"<td>{_e(_fmt(c))}</td>" for c in row) + "</tr>")
         out.append("</table>")
     if verdicts or pair_verdicts:
@@ -71,19 +76,27 @@ def render_report(
         out.append("</ul>")
     for n in notes:
         out.append(f"<p class='skip'>Note: {_e(n)}</p>")
-    if skipped:
-        out.append("<h2>Skipped analyses</h2><ul>")
-        out += [f"<li class='skip'><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in skipped.items()]
-        out.append("</ul>")
     for fig in figures:
         title_, caption, png = fig[0], fig[1], fig[2]
         verdict = fig[3] if len(fig) > 3 else ""  # type: ignore[misc]
         b64 = base64.b64encode(png).decode("ascii")
         v = f"<p class='verdict'>Verdict: {_e(verdict)}</p>" if verdict else ""
         out.append(
-            f"<figure><h2>{_e(title_)}</h2>"
+            f"<figure><h2>{_e(title_)}</h2>{v}"
             f'<img alt="{_e(title_)}" src="data:image/png;base64,{b64}">'
-            f"<figcaption>{_e(caption)}</figcaption>{v}</figure>"
+            f"<figcaption>{_e(caption)}</figcaption></figure>"
         )
+    if table:
+        out.append(f"<details><summary>{_e(table_title)}</summary><table>")
+        out.append("<tr>" + "".join(f"<th>{_e(c)}</th>" for c in table[0]) + "</tr>")
+        for row in table[1:]:
+            out.append("<tr>" + "".join(f"<td>{_e(_fmt(c))}</td>" for c in row) + "</tr>")
+        out.append("</table></details>")
+    if skipped:
+        out.append(
+            f"<details class='skipped'><summary>Skipped analyses ({len(skipped)})</summary><ul>"
+        )
+        out += [f"<li class='skip'><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in skipped.items()]
+        out.append("</ul></details>")
     out.append("</body></html>")
     return "\n".join(out)

@@ -42,7 +42,7 @@ def theory_figures(
     out_dir.mkdir(parents=True, exist_ok=True)
     with style.theme():
         fig = draw_law_curves(curves)
-        files = style.save(fig, out_dir / "update_laws", formats)
+        files, _png = style.save(fig, out_dir / "update_laws", formats)
         style.close(fig)
     data = out_dir / "update_laws.csv"
     with data.open("w", newline="") as fh:

@@ -28,36 +28,69 @@ def records():
     return prof, rng_, rnd, fit, mom
 
 
-def test_backend_is_headless():
-    assert matplotlib.get_backend().lower() == "agg"
+def test_importing_plot_leaves_the_backend_alone():
+    import subprocess
+    import sys
+
+    code = "import gradscope.plot.style, gradscope.plot.stepsizes, matplotlib; "
+    code += "print(matplotlib.get_backend())"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**__import__("os").environ, "MPLBACKEND": "svg"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "svg"
+
+
+def _panel(fig, label):
+    return next(a for a in fig.axes if a.get_label() == label)
 
 
 def test_stepsize_profile_draws_the_numbers(records):
     prof = records[0]
     with style.theme():
         fig = ps.draw_stepsize_profile(prof)
-    ax = fig.axes
-    assert len(ax) == 3 and ax[0].get_yscale() == "log"
-    np.testing.assert_array_equal(ax[0].lines[0].get_ydata(), prof.mean[:, 0])
-    np.testing.assert_array_equal(ax[1].lines[0].get_ydata(), prof.compactness)
-    assert "stepsize" in ax[0].get_ylabel() and ax[0].get_xlabel() == "optimizer step"
+    heat = _panel(fig, "mean").collections[0]
+    np.testing.assert_allclose(np.ma.filled(heat.get_array(), np.nan).reshape(2, 10), prof.mean.T)
+    lines = _panel(fig, "lines")
+    assert lines.get_yscale() == "log"
+    np.testing.assert_array_equal(lines.lines[0].get_ydata(), prof.mean[:, 0])
+    np.testing.assert_array_equal(_panel(fig, "compact").lines[0].get_ydata(), prof.compactness)
+    assert "stepsize" in _panel(fig, "mean").get_title()
 
 
-def test_overlay_one_colour_per_run(records):
+def test_overlay_one_colour_per_run_and_a_legend_of_runs(records):
     prof = records[0]
     fig = ps.draw_stepsize_profile([prof, prof], labels=["r1", "r2"])
-    lines = fig.axes[1].lines
+    lines = _panel(fig, "compact").lines
     assert len(lines) == 2 and lines[0].get_color() != lines[1].get_color()
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["r1", "r2"]
     fig = pr.draw_randomness([records[2], records[2]], labels=["r1", "r2"])
-    assert len(fig.axes[1].lines) == 4
+    assert len(_panel(fig, "fraction").lines) == 4
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["r1", "r2"]
+
+
+def test_compare_cosine_panels_draw_the_promised_critical_values(records):
+    rnd = records[2]
+    fig = pr.draw_randomness([rnd, rnd], labels=["r1", "r2"])
+    a = _panel(fig, "layer0")
+    assert "dotted" in a.get_title()
+    dotted = sorted(float(ln.get_ydata()[0]) for ln in a.lines if ln.get_linestyle() == ":")
+    c = float(rnd.critical_value[0])
+    np.testing.assert_allclose(dotted, [-c, -c, c, c])
 
 
 def test_range_randomness_updates(records):
     _, rng_, rnd, fit, mom = records
     fig = ps.draw_stepsize_range(rng_)
-    np.testing.assert_array_equal(fig.axes[1].lines[0].get_ydata(), rng_.spread[:, 0])
+    heat = _panel(fig, "spread").collections[0]
+    np.testing.assert_allclose(np.ma.filled(heat.get_array(), np.nan).reshape(2, 10), rng_.spread.T)
     fig = pr.draw_randomness(rnd)
-    np.testing.assert_array_equal(fig.axes[1].lines[0].get_ydata(), rnd.fraction_nonrandom)
+    np.testing.assert_array_equal(
+        _panel(fig, "fraction").lines[0].get_ydata(), rnd.fraction_nonrandom
+    )
     fig = pu.draw_update_fits([fit, fit, fit], ncols=2)
     visible = [a for a in fig.axes if a.get_visible()]
     assert len(visible) == 3
@@ -74,9 +107,9 @@ def test_momentum_note_in_title():
 
 def test_save_and_embed(records, tmp_path):
     fig = ps.draw_stepsize_profile(records[0])
-    paths = style.save(fig, tmp_path / "f", ("png", "svg", "pdf"))
+    paths, png = style.save(fig, tmp_path / "f", ("png", "svg", "pdf"))
     assert [p.suffix for p in paths] == [".png", ".svg", ".pdf"]
-    assert paths[0].read_bytes()[:4] == b"\x89PNG" and style.png_bytes(fig)[:4] == b"\x89PNG"
+    assert paths[0].read_bytes() == png and png[:4] == b"\x89PNG"
     assert style.svg_text(fig).lstrip().startswith("<?xml")
 
 
