@@ -264,7 +264,7 @@ def test_compare_calls_library_exactly(files, monkeypatch, tmp_path):
     kw = dict(seen["kw"])
     assert callable(kw.pop("progress"))
     assert seen["paths"] == [files["good"], files["other"]] and seen["out"] == tmp_path
-    assert kw == {"steps": (3, None), "formats": ("png", "svg")}
+    assert kw == {"steps": (3, None), "formats": ("png",)}
 
 
 def test_help_lists_commands():

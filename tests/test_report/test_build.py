@@ -124,7 +124,16 @@ def test_build_writes_everything_and_html_is_self_contained(adam_run, tmp_path):
     html = rep.html.read_text()
     p = _Collect()
     p.feed(html)
-    assert len(p.imgs) == 7
+    assert len(p.imgs) == 8  # the seven figures and the update-law misfit heatmap
+    # rendered once: each embedded image is byte for byte the PNG file written
+    pngs = [q for q in rep.files if q.suffix == ".png"]
+    assert len(pngs) == len(p.imgs)
+    for img, png in zip(p.imgs, pngs):
+        assert base64.b64decode(img["src"].split(",", 1)[1]) == png.read_bytes()
+    # layout: headline and conclusions, then figures, then the collapsed skipped analyses
+    assert html.index("Headline numbers") < html.index("<figure>")
+    assert html.rindex("</figure>") < html.index("<details class='skipped'>")
+    assert "<summary>Skipped analyses (1)</summary>" in html
     # every figure section that has a verdict ends with it, computed from the numbers
     an = rep.analysis
     for key in ("stepsizes", "randomness_grad", "update_fits", "step_length"):

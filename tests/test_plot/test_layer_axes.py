@@ -1,0 +1,138 @@
+"""Figures stay readable from 6 to 300 layers: tick labels never overlap (measured from the
+tick Text objects' extents with the Agg renderer), layers are grouped by module prefix,
+line plots name a few layers by a stated rule, and log-axis bands stay above zero."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gradscope.analysis as A
+from gradscope.plot import randomness as pr
+from gradscope.plot import stepsizes as ps
+from gradscope.plot import style
+
+
+def resnet18_names() -> list[str]:
+    """torchvision's ResNet-18 parameter names (62), written out by their rule."""
+    names = ["conv1.weight", "bn1.weight", "bn1.bias"]
+    for stage in range(1, 5):
+        for block in range(2):
+            p = f"layer{stage}.{block}"
+            names += [f"{p}.conv1.weight", f"{p}.bn1.weight", f"{p}.bn1.bias"]
+            names += [f"{p}.conv2.weight", f"{p}.bn2.weight", f"{p}.bn2.bias"]
+            if stage > 1 and block == 0:
+                names += [f"{p}.downsample.0.weight", f"{p}.downsample.1.weight"]
+                names += [f"{p}.downsample.1.bias"]
+    return names + ["fc.weight", "fc.bias"]
+
+
+def transformer_names(n: int = 300) -> list[str]:
+    names = ["embed.weight"]
+    i = 0
+    while len(names) < n - 2:
+        names += [f"blocks.{i}.attn.qkv.weight", f"blocks.{i}.mlp.fc1.weight"]
+        i += 1
+    return [*names[: n - 2], "head.weight", "head.bias"]
+
+
+NAMES = {
+    6: ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"],
+    62: resnet18_names(),
+    300: transformer_names(),
+}
+
+
+def _profile(names, steps=12):
+    rng = np.random.default_rng(0)
+    mean = 10 ** rng.uniform(-4, 1, (steps, len(names)))
+    return A.stepsize_profile(np.arange(1, steps + 1), mean, 2.5 * mean, names)
+
+
+def _labels(axis):
+    return [t for t in axis.get_ticklabels() if t.get_visible() and t.get_text()]
+
+
+def assert_no_overlap(fig) -> int:
+    """Every axis' visible tick labels are disjoint along the axis; returns how many."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    count = 0
+    for ax in fig.axes:
+        for axis, lo, hi in ((ax.xaxis, "x0", "x1"), (ax.yaxis, "y0", "y1")):
+            boxes = sorted(
+                (t.get_window_extent(renderer) for t in _labels(axis)),
+                key=lambda b: getattr(b, lo),
+            )
+            for a, b in zip(boxes, boxes[1:]):
+                assert getattr(a, hi) <= getattr(b, lo) + 0.5, (
+                    f"{ax.get_label() or ax.get_title()}: labels overlap"
+                )
+            count += len(boxes)
+    return count
+
+
+def test_resnet18_names_are_62():
+    assert len(resnet18_names()) == 62
+
+
+def test_groups_by_module_prefix():
+    g = A.layer_groups(resnet18_names())
+    assert [p for p, _, _ in g.groups] == [
+        "conv1",
+        "bn1",
+        "layer1",
+        "layer2",
+        "layer3",
+        "layer4",
+        "fc",
+    ]
+    assert g.groups[2] == ("layer1", 3, 15)  # 2 blocks x 6 tensors
+    assert g.short[3] == "0.conv1.weight"
+    # one prefix for all (blocks.*) is split at the first level that separates layers
+    g = A.layer_groups(transformer_names())
+    assert [p for p, _, _ in g.groups] == ["embed", "blocks", "head"]
+
+
+def test_named_layers_rule():
+    nl = A.named_layers(list("abcdefghij"), [5, 1, 2, 3, 9, 4, 6, 7, 8, 0], what="u")
+    assert nl.index == (0, 4, 5, 9)  # first, middle (5), last; max at 4; min at 9 (= last)
+    assert "first, middle and last" in nl.rule and "largest and smallest u" in nl.rule
+    assert A.named_layers(["a", "b"]).index == (0, 1)
+
+
+def test_geometric_band_stays_positive_when_std_exceeds_mean():
+    p = A.stepsize_profile([1], [[1.0]], [[3.0]], ["a"])
+    lo, hi = p.geometric_band
+    f = np.exp(np.sqrt(np.log(10.0)))  # 1 + (3/1)^2 = 10
+    np.testing.assert_allclose([lo[0, 0], hi[0, 0]], [1 / f, f])
+    assert lo[0, 0] > 0
+
+
+@pytest.mark.parametrize("n", [6, 62, 300])
+def test_stepsize_figure_labels_never_overlap(n):
+    names = NAMES[n]
+    with style.theme():
+        fig = ps.draw_stepsize_profile(_profile(names), named=A.named_layers(names))
+        count = assert_no_overlap(fig)
+    heat = next(a for a in fig.axes if a.get_label() == "mean")
+    shown = _labels(heat.yaxis)
+    # every layer named when they fit (6), at least every third at ResNet scale, and a
+    # readable sample of 300
+    assert len(shown) == n if n == 6 else len(shown) >= min(n // 3, 40)
+    assert count > 0
+    line_panel = next(a for a in fig.axes if a.get_label() == "lines")
+    assert len(line_panel.lines) == len(A.named_layers(names).index) == 3
+
+
+def test_randomness_figure_300_layers_and_compare():
+    names = NAMES[300]
+    rng = np.random.default_rng(1)
+    res = A.cosine_randomness(
+        np.arange(1, 9), rng.uniform(-0.01, 0.01, (8, 300)), np.full(300, 4096), names
+    )
+    with style.theme():
+        assert_no_overlap(pr.draw_randomness(res))
+        fig = pr.draw_randomness([res, res], labels=["adam", "sgd"])
+        assert_no_overlap(fig)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["adam", "sgd"]
