@@ -59,6 +59,16 @@ class ComparisonRow:
         return float(np.median(self.layer_std))
 
     @property
+    def median_relative_std(self) -> float:
+        """Median over layers of the within-layer std/mean of the stepsize u (last recorded
+        row): the report's "median within-layer std/mean of u (last step)"."""
+        m, s = np.asarray(self.layer_mean, dtype=float), np.asarray(self.layer_std, dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = s / m
+        rel = rel[np.isfinite(rel)]
+        return float(np.median(rel)) if rel.size else math.nan
+
+    @property
     def layer_mean_spread(self) -> float:
         """log10(max/min) of the layer means of u: how compact the layers' stepsizes are."""
         m = np.asarray(self.layer_mean)

@@ -195,7 +195,7 @@ def test_theory_writes_laws(tmp_path):
     assert (tmp_path / "update_laws.png").exists()
     with (tmp_path / "update_laws.csv").open() as fh:
         rows = list(csv.reader(fh))
-    assert rows[0] == ["case", "variance", "u", "pdf"] and len({x[0] for x in rows[1:]}) == 4
+    assert rows[0] == ["case", "variance", "z", "pdf"] and len({x[0] for x in rows[1:]}) == 4
 
 
 def test_theory_calls_library_exactly(monkeypatch, tmp_path):

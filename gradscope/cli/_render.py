@@ -87,7 +87,7 @@ def render_comparison(rows: Sequence, seconds: Mapping[str, float] | None = None
         "steps",
         "train loss",
         "test acc",
-        "median layer std(u)",
+        "median within-layer std/mean of u (last step)",
         "log10 spread of layer means",
     ):
         table.add_column(col, justify="right" if col != "optimizer" else "left")
@@ -97,7 +97,7 @@ def render_comparison(rows: Sequence, seconds: Mapping[str, float] | None = None
             str(r.steps),
             f"{r.final_train_loss:.4f}",
             f"{100 * r.test_accuracy:.1f}%",
-            f"{r.median_layer_std:.4g}",
+            f"{r.median_relative_std:.4g}",
             f"{r.layer_mean_spread:.2f}",
         )
     console.print(table)

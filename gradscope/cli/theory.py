@@ -22,7 +22,7 @@ def theory(
         bool, typer.Option("--average", help="Also draw simple averaging (Theorem 1).")
     ] = False,
     scaled: Annotated[
-        bool, typer.Option("--scaled", help="Draw sqrt(t_eff) u (unit variance).")
+        bool, typer.Option("--scaled", help="Draw sqrt(t_eff) z, z = -update/lr (unit variance).")
     ] = False,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
         "gradscope_theory"

@@ -21,7 +21,9 @@ def theory_figures(
     scaled: bool = False,
     formats: Sequence[str] = ("png", "svg"),
 ) -> list[Path]:
-    """Write ``update_laws.<fmt>`` and ``update_laws.csv`` (label, u, pdf) into ``out``.
+    """Write ``update_laws.<fmt>`` and ``update_laws.csv`` (label, z, pdf) into ``out``.
+
+    ``z = -update/lr`` is the normalised update (not the stepsize u).
 
     Raises:
         ValueError: a step below 2, a beta1 outside [0, 1), or an unknown format.
@@ -47,7 +49,7 @@ def theory_figures(
     data = out_dir / "update_laws.csv"
     with data.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["case", "variance", "u", "pdf"])
+        w.writerow(["case", "variance", "z", "pdf"])
         for label, v, g, p in zip(curves.labels, curves.variances, curves.grids, curves.pdfs):
             for x, y in zip(g, p):
                 w.writerow([label, repr(float(v)), repr(float(x)), repr(float(y))])

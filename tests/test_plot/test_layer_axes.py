@@ -4,6 +4,8 @@ line plots name a few layers by a stated rule, and log-axis bands stay above zer
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -24,7 +26,7 @@ def resnet18_names() -> list[str]:
             if stage > 1 and block == 0:
                 names += [f"{p}.downsample.0.weight", f"{p}.downsample.1.weight"]
                 names += [f"{p}.downsample.1.bias"]
-    return names + ["fc.weight", "fc.bias"]
+    return [*names, "fc.weight", "fc.bias"]
 
 
 def transformer_names(n: int = 300) -> list[str]:
@@ -64,7 +66,7 @@ def assert_no_overlap(fig) -> int:
                 (t.get_window_extent(renderer) for t in _labels(axis)),
                 key=lambda b: getattr(b, lo),
             )
-            for a, b in zip(boxes, boxes[1:]):
+            for a, b in itertools.pairwise(boxes):
                 assert getattr(a, hi) <= getattr(b, lo) + 0.5, (
                     f"{ax.get_label() or ax.get_title()}: labels overlap"
                 )
