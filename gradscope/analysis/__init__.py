@@ -56,11 +56,13 @@ from gradscope.analysis.results import (
 from gradscope.analysis.steplength import step_length
 from gradscope.analysis.stepsizes import layer_compactness, stepsize_profile
 from gradscope.analysis.verdicts import (
+    PairTable,
     compare_step_length_verdicts,
     compare_stepsize_verdicts,
     epsilon_verdict,
     fit_verdict,
     nonfinite_verdict,
+    pair_table,
     randomness_verdict,
     range_verdict,
     step_length_verdict,
@@ -73,6 +75,7 @@ __all__ = [
     "FitMisfit",
     "LayerGroups",
     "NamedLayers",
+    "PairTable",
     "LawCurves",
     "NoncentralFit",
     "NonfiniteSummary",
@@ -106,6 +109,7 @@ __all__ = [
     "noncentral_fit",
     "nonfinite_summary",
     "nonfinite_verdict",
+    "pair_table",
     "normalized_update",
     "randomness_verdict",
     "range_verdict",

@@ -8,6 +8,7 @@ distance with its 1 % critical value), so two runs that differ get different sen
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,11 +26,13 @@ from gradscope.analysis.results import (
 )
 
 __all__ = [
+    "PairTable",
     "compare_step_length_verdicts",
     "compare_stepsize_verdicts",
     "epsilon_verdict",
     "fit_verdict",
     "nonfinite_verdict",
+    "pair_table",
     "randomness_verdict",
     "range_verdict",
     "step_length_verdict",
@@ -374,3 +377,56 @@ def nonfinite_verdict(nf: NonfiniteSummary) -> str:
         + "; ".join(parts)
         + ". Figures draw the finite values only."
     )
+
+
+@dataclass(frozen=True)
+class PairTable:
+    """Runs against runs: ``lower[i, j]`` is in how many layers that both runs have (matched
+    by name, finite in both) run ``i`` has the lower ``what`` than run ``j``, of
+    ``common[i, j]`` such layers."""
+
+    labels: tuple[str, ...]
+    what: str
+    lower: np.ndarray
+    common: np.ndarray
+
+    def rows(self) -> list[tuple[str, ...]]:
+        """A table (first row: header) whose cell (i, j) reads ``"k/n"``."""
+        out: list[tuple[str, ...]] = [(f"{self.what}: row lower than column", *self.labels)]
+        for i, lab in enumerate(self.labels):
+            cells = [
+                "" if i == j else f"{int(self.lower[i, j])}/{int(self.common[i, j])}"
+                for j in range(len(self.labels))
+            ]
+            out.append((lab, *cells))
+        return out
+
+
+def pair_table(
+    layers: Sequence[Sequence[str]],
+    values: Sequence[np.ndarray],
+    labels: Sequence[str],
+    what: str,
+) -> PairTable:
+    """Count, for every ordered pair of runs, the common layers where the first is lower.
+
+    Args:
+        layers: each run's layer names.
+        values: each run's per-layer value (aligned with its names), lower = better.
+        labels: run labels.
+        what: what the values are (the table's title).
+    """
+    n = len(labels)
+    lower = np.zeros((n, n), dtype=np.int64)
+    common = np.zeros((n, n), dtype=np.int64)
+    for i in range(n):
+        for j in range(n):
+            if i == j:
+                continue
+            names = _common(layers[i], layers[j])
+            vi = np.array([values[i][list(layers[i]).index(x)] for x in names], dtype=float)
+            vj = np.array([values[j][list(layers[j]).index(x)] for x in names], dtype=float)
+            ok = np.isfinite(vi) & np.isfinite(vj)
+            lower[i, j] = int(np.sum(vi[ok] < vj[ok]))
+            common[i, j] = int(ok.sum())
+    return PairTable(tuple(labels), what, lower, common)

@@ -67,6 +67,34 @@ def pair_verdicts(analyses: Sequence[RunAnalysis], labels: Sequence[str]) -> tup
     return tuple(out)
 
 
+def pair_tables(analyses: Sequence[RunAnalysis], labels: Sequence[str]) -> list[A.PairTable]:
+    """Runs against runs: in how many common layers the row run has the lower within-layer
+    std/mean of u (last step) and the lower step-length CV than the column run."""
+    out = []
+    prof = [(a, lab) for a, lab in zip(analyses, labels) if a.stepsizes is not None]
+    prof = [(a, lab) for a, lab in prof if len(a.stepsizes.steps)]  # type: ignore[union-attr]
+    if len(prof) >= 2:
+        out.append(
+            A.pair_table(
+                [a.layers for a, _ in prof],
+                [a.stepsizes.relative_std[-1] for a, _ in prof],  # type: ignore[union-attr]
+                [lab for _, lab in prof],
+                "within-layer std/mean of u (last step)",
+            )
+        )
+    sl = [(a, lab) for a, lab in zip(analyses, labels) if a.step_length is not None]
+    if len(sl) >= 2:
+        out.append(
+            A.pair_table(
+                [a.step_length.layers for a, _ in sl],  # type: ignore[union-attr]
+                [a.step_length.cv[:-1] for a, _ in sl],  # type: ignore[union-attr]
+                [lab for _, lab in sl],
+                "step-length CV",
+            )
+        )
+    return out
+
+
 def _labels(paths: Sequence[Path]) -> list[str]:
     stems = [p.stem for p in paths]
     if len(set(stems)) == len(stems):
@@ -120,6 +148,7 @@ def compare_runs(
         keys += [k for k in h if k not in keys]
     table = [("", *labels)] + [(k, *(h.get(k, "") for h in heads)) for k in keys]
     verdicts = pair_verdicts(analyses, labels)
+    tables = pair_tables(analyses, labels)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -216,9 +245,7 @@ def compare_runs(
             _add(profile, "draw figures", t0)
             written, png = save_timed(style, fig, out_dir / stem, formats, profile)
             files += written
-            which = {"stepsizes": "within-layer spread", "step_length": "step-length CV"}
-            v = " ".join(x for x in verdicts if stem in which and which[stem] in x)
-            figures.append((title, caption, png, v))
+            figures.append((title, caption, png, ""))
             style.close(fig)
             if progress:
                 progress("figures", i + 1, len(jobs))
@@ -231,6 +258,15 @@ def compare_runs(
                 "paths": [str(p) for p in paths],
                 "headline": heads,
                 "verdicts": list(verdicts),
+                "pair_tables": [
+                    {
+                        "what": t.what,
+                        "labels": list(t.labels),
+                        "lower": t.lower.tolist(),
+                        "common": t.common.tolist(),
+                    }
+                    for t in tables
+                ],
                 "run_verdicts": [a.verdicts for a in analyses],
                 "skipped": [a.skipped for a in analyses],
             },
@@ -247,6 +283,7 @@ def compare_runs(
             figures,
             skipped,
             summary_table=table,
+            pair_tables=[t.rows() for t in tables],
             pair_verdicts=verdicts,
         ),
         encoding="utf-8",

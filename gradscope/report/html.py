@@ -41,14 +41,15 @@ def render_report(
     pair_verdicts: Sequence[str] = (),
     table_title: str = "Per-layer table",
     summary_table: Sequence[Sequence[Any]] | None = None,
+    pair_tables: Sequence[Sequence[Sequence[Any]]] = (),
 ) -> str:
     """The HTML text of a report (opens offline: no external resources).
 
     Order: the headline numbers (and ``summary_table``, a comparison's side-by-side
-    numbers) and the conclusions (``verdicts`` not tied to a figure,
-    ``pair_verdicts`` of a comparison), then the figures (each with its verdict above the
-    image and its caption below), then the per-layer ``table`` and the skipped analyses,
-    each collapsed in a ``<details>`` element.
+    numbers); the conclusions (``verdicts`` not tied to a figure; a comparison's
+    ``pair_tables``, runs against runs, and its ``pair_verdicts`` in words, collapsed);
+    the figures (each with its verdict above the image and its caption below); then the
+    per-layer ``table`` and the skipped analyses, each collapsed in a ``<details>``.
     """
     out = [
         "<!DOCTYPE html>",
@@ -69,11 +70,33 @@ def render_report(
         for row in summary_table[1:]:
             out.append("<tr>" + "".join(f"<td>{_e(_fmt(c))}</td>" for c in row) + "</tr>")
         out.append("</table>")
-    if verdicts or pair_verdicts:
-        out.append("<h2>Conclusions</h2><ul>")
-        out += [f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in (verdicts or {}).items()]
-        out += [f"<li>{_e(v)}</li>" for v in pair_verdicts]
-        out.append("</ul>")
+    if verdicts or pair_verdicts or pair_tables:
+        out.append("<h2>Conclusions</h2>")
+        if verdicts:
+            out.append("<ul>")
+            out += [f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in verdicts.items()]
+            out.append("</ul>")
+        for pt in pair_tables:
+            out.append("<table class='pairs'>")
+            out.append("<tr>" + "".join(f"<th>{_e(c)}</th>" for c in pt[0]) + "</tr>")
+            for row in pt[1:]:
+                out.append(
+                    f"<tr><th>{_e(row[0])}</th>"
+                    + "".join(f"<td>{_e(c)}</td>" for c in row[1:])
+                    + "</tr>"
+                )
+            out.append("</table>")
+        if pair_tables:
+            out.append(
+                "<p>Cell (row, column): in how many of the layers both runs have the row run "
+                "has the lower value, of how many.</p>"
+            )
+        if pair_verdicts:
+            out.append(
+                f"<details><summary>Every pair in words ({len(pair_verdicts)})</summary><ul>"
+            )
+            out += [f"<li>{_e(v)}</li>" for v in pair_verdicts]
+            out.append("</ul></details>")
     for n in notes:
         out.append(f"<p class='skip'>Note: {_e(n)}</p>")
     for fig in figures:

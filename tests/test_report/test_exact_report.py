@@ -210,6 +210,15 @@ def test_sgd_anticorrelation_shown_and_compare_verdicts(constant_run, adam_run, 
     assert "flip vs const" in " ".join(c.verdicts)
     html = unescape(c.html.read_text())
     assert all(v in html for v in c.verdicts)
+    # per-pair tables: flip's step length is constant (CV 0) in all 3 layers, const's grows;
+    # SGD's u is 1 everywhere, so neither run has the lower within-layer spread anywhere
+    from gradscope.report.compare import pair_tables
+
+    spread, cv = pair_tables(c.analyses, c.labels)
+    assert c.labels == ("flip", "const")
+    assert cv.lower.tolist() == [[0, 3], [0, 0]] and cv.common.tolist() == [[0, 3], [3, 0]]
+    assert spread.lower.tolist() == [[0, 0], [0, 0]]
+    assert "<th>flip</th><td></td><td>3/3</td>" in html
 
 
 def test_mixed_momentum_groups_null_per_layer(tmp_path):
