@@ -488,8 +488,8 @@ def _updates(
         small = [n for n, k in zip(names, sizes) if k < A.fit.MIN_FIT_SIZE]
         if small:
             notes.append(
-                f"layers with fewer than {A.fit.MIN_FIT_SIZE} coordinates are not fitted unless "
-                f"named in fit_layers: {', '.join(small)}"
+                f"{len(small)} layers with fewer than {A.fit.MIN_FIT_SIZE} coordinates are not "
+                f"fitted unless named in fit_layers: {_some(small)}"
             )
     rows, missing = A.select_fit_steps(sst[a:b], fit_steps)
     rows = rows + a
@@ -884,11 +884,22 @@ def layer_table(an: RunAnalysis) -> list[tuple[Any, ...]]:
 
 
 def _meta_rows(an: RunAnalysis) -> list[tuple[str, str]]:
-    return [
-        ("file", an.path),
-        ("optimizer", an.optimizer),
-        ("layers (input to output)", ", ".join(an.layers)),
-    ]
+    if len(an.layers) <= 12:
+        layers = ", ".join(an.layers)
+    else:  # the names are in the figures and the per-layer table; here the module groups
+        g = A.layer_groups(an.layers)
+        layers = f"{len(an.layers)} in {len(g.groups)} module groups: " + ", ".join(
+            f"{p} ({b - a})" for p, a, b in g.groups
+        )
+    return [("file", an.path), ("optimizer", an.optimizer), ("layers (input to output)", layers)]
+
+
+def _some(names: Sequence[str], k: int = 6) -> str:
+    """``a, b, c`` or, for long lists, the first ``k`` and how many more."""
+    names = list(names)
+    if len(names) <= k:
+        return ", ".join(names)
+    return ", ".join(names[:k]) + f" and {len(names) - k} more"
 
 
 def _json(x: Any) -> Any:

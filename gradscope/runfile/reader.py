@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -532,6 +532,95 @@ class RunFile:
         for t0 in range(0, n, chunk):
             r = slice(t0, min(n, t0 + chunk))
             yield self._f[S.STEP][r], self.summary(quantity, stat, rows=r)
+
+    def to_xarray(self, group: str = S.STATS_GROUP) -> Any:
+        """One group of the file as a lazy ``xarray.Dataset`` (``engine="h5netcdf"``).
+
+        Every dataset of a file written by this version carries HDF5 dimension scales, so
+        xarray reads it without gradscope; here the axes also get their labels: ``layer``
+        (names), ``step`` (the group's own optimizer steps), ``stat`` (statistic names, in
+        the ``stats`` group) and
+        ``examplewise_row`` (layer names, then ``network``). Values are read when used.
+
+        Args:
+            group: ``"/"`` (step, loss, lr, ...), ``"stats"``, ``"cosine"``, ``"hist"``,
+                ``"samples"``, ``"hparams"``, ``"layers"``, ``"examplewise"`` or ``"full"``.
+
+        Raises:
+            MissingDataError: xarray or h5netcdf is not installed, or the file has no
+                dimension scales (written before they were added, or a merged rank view).
+        """
+        try:
+            import xarray as xr
+        except ImportError:
+            raise MissingDataError(
+                "RunFile.to_xarray needs xarray and h5netcdf (pip install xarray h5netcdf)"
+            ) from None
+        if "layer" not in self._f:
+            raise MissingDataError(
+                f"{self.path}: this file has no dimension scales (older writer or a merged "
+                "rank view): read it with RunFile's accessors"
+            )
+        try:
+            ds = xr.open_dataset(self.path, engine="h5netcdf", group=group)
+        except (ValueError, OSError) as e:
+            raise MissingDataError(f"{self.path}: xarray cannot open group {group!r}: {e}") from e
+        coords: dict[str, Any] = {}
+        rows = {
+            S.SAMPLES_GROUP: S.SAMPLES_STEP,
+            S.EXAMPLEWISE_GROUP: S.EXAMPLEWISE_STEP,
+            S.FULL_GROUP: S.FULL_STEP,
+        }.get(group.strip("/"), S.STEP)
+        if "step" in ds.dims and group.strip("/"):
+            coords["step"] = self._f[rows][: ds.sizes["step"]]
+        if "layer" in ds.dims:
+            coords["layer"] = list(self._names)
+        if "stat" in ds.dims:
+            coords["stat"] = list(self._stats)
+        if "examplewise_row" in ds.dims:
+            coords["examplewise_row"] = [*self._names, "network"]
+        return ds.assign_coords(coords)
+
+    @_reading
+    def summaries_frame(
+        self,
+        quantities: Iterable[str] | None = None,
+        stats: Iterable[str] | None = None,
+        rows: slice = slice(None),
+    ) -> Any:
+        """Per-layer summary statistics as a long-format ``pandas.DataFrame``.
+
+        Columns ``step``, ``layer``, ``quantity``, ``stat``, ``value``: one row per recorded
+        step, layer, quantity and statistic (``df.pivot_table`` or seaborn take it as is).
+
+        Args:
+            quantities: default every recorded quantity.
+            stats: default every statistic of the file.
+            rows: which summary rows.
+        """
+        import pandas as pd
+
+        qs = list(quantities) if quantities is not None else list(self.quantities)
+        sts = list(stats) if stats is not None else list(self._stats)
+        steps = self._f[S.STEP][_clip(rows, self.n_rows)]
+        names = np.asarray(self._names, dtype=object)
+        parts = []
+        for q in qs:
+            for st in sts:
+                v = np.asarray(self.summary(q, st, rows=rows), dtype=float)
+                parts.append(
+                    pd.DataFrame(
+                        {
+                            "step": np.repeat(steps, len(names)),
+                            "layer": np.tile(names, len(steps)),
+                            "quantity": q,
+                            "stat": st,
+                            "value": v.reshape(-1),
+                        }
+                    )
+                )
+        cols = ["step", "layer", "quantity", "stat", "value"]
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
 
     # ------------------------------------------------------------------ helpers
     @_reading

@@ -679,6 +679,78 @@ def _create_datasets(
                 chunks=(1, min(n, 1 << 20)),
                 compression=compression,
             )
+    _label_dimensions(f, lay)
+
+
+#: netCDF-4's marker for a dimension that has no coordinate values (h5netcdf and netCDF-C
+#: read a dimension scale whose NAME starts with it as a bare dimension).
+_BARE_DIM = "This is a netCDF dimension but not a netCDF variable."
+
+
+def _label_dimensions(f: h5py.File, lay: S.Layout) -> None:
+    """Attach an HDF5 dimension scale to every axis of every dataset (netCDF-4 layout).
+
+    xarray (``engine="h5netcdf"``) then opens each group. The row axes use the existing
+    step datasets (``step``, ``samples/step``, ``examplewise/step``, ``full/step``); the
+    other axes get bare dimensions at the root (``layer``, ``param_group``, ``stat``, ...),
+    datasets with a shape and no data (HDF5 allocates no storage for them).
+    """
+    n_layers = len(lay.layers)
+    made: dict[str, h5py.Dataset] = {}
+
+    def dim(name: str, n: int) -> h5py.Dataset:
+        if name not in made:
+            d = f.create_dataset(name, shape=(n,), dtype=np.int32)
+            d.make_scale(_BARE_DIM)
+            made[name] = d
+        return made[name]
+
+    def label(path: str, *dims: h5py.Dataset) -> None:
+        ds = f[path]
+        for i, scale in enumerate(dims):
+            if scale is not None and len(ds.dims[i]) == 0:
+                ds.dims[i].attach_scale(scale)
+
+    step, s_step, e_step, f_step = (
+        f[S.STEP],
+        f[S.SAMPLES_STEP],
+        f[S.EXAMPLEWISE_STEP],
+        f[S.FULL_STEP],
+    )
+    f_step.make_scale("full_step")
+    layer = dim("layer", n_layers)
+    group = dim("param_group", lay.n_groups)
+    for name in f[S.LAYERS]:
+        label(f"{S.LAYERS}/{name}", layer)
+    label(S.SAMPLE_INDEX, dim("sample_column", len(f[S.SAMPLE_INDEX])))
+    label(S.LR, step, group)
+    label(S.LAYER_STEP, step, layer)
+    label(S.EPS_DOMINATED, step, layer)
+    for name in lay.hparam_names:
+        label(f"{S.HPARAMS_GROUP}/{name}", step, group)
+    stat = dim("stat", len(S.STATS))
+    for q in lay.quantities:
+        label(f"{S.STATS_GROUP}/{q}", step, layer, stat)
+        n_bins = f[f"{S.HIST_GROUP}/{q}"].shape[2]
+        label(f"{S.HIST_GROUP}/{q}", step, layer, dim(f"hist_bin_{q}", n_bins))
+        label(f"{S.HIST_GROUP}/{q}_edges", dim(f"hist_edge_{q}", n_bins + 1))
+        if q in S.COSINE_QUANTITIES:
+            label(f"{S.COSINE_GROUP}/{q}", step, layer)
+    n_cols = int(lay.sample_counts.sum())
+    for q in lay.sample_quantities:
+        if n_cols:
+            label(f"{S.SAMPLES_GROUP}/{q}", s_step, dim("sample_column", n_cols))
+    label(f"{S.EXAMPLEWISE_GROUP}/batch_size", e_step)
+    label(f"{S.EXAMPLEWISE_GROUP}/loss", e_step)
+    label(
+        f"{S.EXAMPLEWISE_GROUP}/stats",
+        e_step,
+        dim("examplewise_row", n_layers + 1),
+        dim("examplewise_stat", len(S.EXAMPLEWISE_STATS)),
+    )
+    for q in lay.full_quantities:
+        for i, layer_info in enumerate(lay.layers):
+            label(_full_path(q, i), f_step, dim(f"full_coord_{i}", layer_info.numel))
 
 
 def _register_atexit(writer: RunWriter) -> Any:

@@ -124,7 +124,7 @@ def test_stepsize_figure_labels_never_overlap(n):
     assert len(shown) == n if n == 6 else len(shown) >= min(n // 3, 40)
     assert count > 0
     line_panel = next(a for a in fig.axes if a.get_label() == "lines")
-    assert len(line_panel.lines) == len(A.named_layers(names).index) == 3
+    assert len(line_panel.lines) == len(A.named_layers(names).index) == (6 if n == 6 else 3)
 
 
 def test_randomness_figure_300_layers_and_compare():
