@@ -4,11 +4,11 @@ What the run file allows. The recorder stores, per sampled coordinate, the appli
 ``Delta = -lr u m_hat`` (u the optimizer's stepsize) and the learning rate per group. The
 theory's variable is ``m_hat / sqrt(v_hat)``; for Adam ``u = 1/(sqrt(v_hat) + eps)``, so
 
-    x = -Delta / lr = m_hat / (sqrt(v_hat) + eps)
+    z = -Delta / lr = m_hat / (sqrt(v_hat) + eps)
 
 is exactly the theory's update up to eps and up to decoupled weight decay (AdamW with
-``wd > 0`` adds ``wd * param`` to x). Coordinates whose stepsize sits at the eps cap, or
-whose gradient has been exactly zero at every sampled row so far, are *dead*: their x is 0
+``wd > 0`` adds ``wd * param`` to z). Coordinates whose stepsize sits at the eps cap, or
+whose gradient has been exactly zero at every sampled row so far, are *dead*: their z is 0
 whatever the law, so they are left out of the fits by default (:func:`dead_coordinates`).
 
 The zero-mean reference law is the exact EMA-m / uniform-v law ``k C_t`` (``C_t`` the cosine
@@ -65,7 +65,7 @@ DEFAULT_FIT_STEPS = (1, 2, 3, 10, 100, 1000, 10000)
 
 
 def normalized_update(update: npt.ArrayLike, lr: npt.ArrayLike) -> np.ndarray:
-    """The theory's update ``x = -update / lr`` (per unit learning rate)."""
+    """The normalised update ``z = -update / lr`` (per unit learning rate; not the stepsize u)."""
     lr = np.asarray(lr, dtype=float)
     if np.any(lr <= 0):
         raise ValueError("the learning rate must be positive to normalize updates")

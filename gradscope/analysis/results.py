@@ -191,7 +191,7 @@ class NoncentralFit:
 class UpdateFit:
     """One layer's normalized update at one step against the exact law.
 
-    ``u = -update/lr`` (= m_hat/(sqrt(v_hat)+eps) for Adam) is compared with ``law``, the
+    ``z = -update/lr`` (= m_hat/(sqrt(v_hat)+eps) for Adam) is compared with ``law``, the
     zero-mean law ``k C_t`` (``C_t`` the cosine law in R^t, ``k = sqrt(t) ||w||`` from the
     layer's own beta1 at every step up to t: a beta1 schedule changes ``k``); the histogram
     (``edges``, ``density``) and the law's pdf on ``grid`` are ready to draw. Effect sizes
@@ -274,7 +274,7 @@ class FitMisfit:
 class UpdateMoments:
     """Scaled variance and magnitude variance of the update against t (Corollaries 1, 2).
 
-    ``scaled_var = Var(u) t_eff`` (theory 1) and ``scaled_var_abs = Var|u| t_eff`` (theory
+    ``scaled_var = Var(z) t_eff`` (theory 1) and ``scaled_var_abs = Var|z| t_eff`` (theory
     ``Var|sqrt(t) C_t|``, rising to 1 - 2/pi), per sample row and layer.
     """
 
