@@ -306,3 +306,15 @@ def test_analyze_rank_files_of_one_run(tmp_path):
     assert "no run file matches" in _one_error_line(
         runner.invoke(app, ["analyze", str(tmp_path / "zz*.h5"), "-o", str(out)])
     )
+
+
+def test_analyze_profile_prints_where_time_went(files, tmp_path):
+    r = runner.invoke(app, ["analyze", str(files["good"]), "-o", str(tmp_path), "--profile"])
+    assert r.exit_code == 0, r.output
+    line = next(x for x in r.output.splitlines() if x.startswith("time: "))
+    for stage in ("analysis", "draw figures", "render png", "html and summary"):
+        assert f"{stage} " in line
+    # the stages add up to the total printed first
+    total = float(line.split()[1])
+    parts = [float(p.split()[-2]) for p in line.split("(", 1)[1].rstrip(")").split(", ")]
+    assert abs(sum(parts) - total) <= 0.01 * len(parts)
