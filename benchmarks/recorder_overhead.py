@@ -44,7 +44,7 @@ import gradscope.optim
 from gradscope.record import Recorder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import models  # noqa: E402  (benchmarks/ is not a package)
+import models  # benchmarks/ is not a package: found through sys.path
 
 MODES: dict[str, dict] = {
     "summary": {"hist_every": None, "sample": 0},
@@ -163,7 +163,7 @@ def main() -> None:
                 plain, opt_ms, defaults_med, defaults_mean, nbytes = [], [], [], [], []
                 added: dict[str, list[float]] = {m: [] for m in modes}
                 over: dict[str, list[float]] = {m: [] for m in modes}
-                for r in range(args.repeats):
+                for _ in range(args.repeats):
                     base = run_once(name, optim, None, args.steps, tmp / "p.h5")
                     p_med = statistics.median(base["total"])
                     plain.append(p_med)
@@ -188,15 +188,19 @@ def main() -> None:
                 for m in modes:
                     a = med(added[m])
                     print(f"  {m:<14} {a * 1e3:9.1f} {a / o:9.2f} {med(over[m]):8.2f}")
-                print(f"  defaults: x plain {med(defaults_med):.2f} (median step), "
-                      f"{med(defaults_mean):.2f} (mean over steps 4-{args.steps + 3}); "
-                      f"{med(nbytes) / 1024:.0f} KB per step over {args.steps + 3} steps")
+                print(
+                    f"  defaults: x plain {med(defaults_med):.2f} (median step), "
+                    f"{med(defaults_mean):.2f} (mean over steps 4-{args.steps + 3}); "
+                    f"{med(nbytes) / 1024:.0f} KB per step over {args.steps + 3} steps"
+                )
             if args.size_steps:
                 optim = args.optimizers.split(",")[0]
                 res = run_once(name, optim, {}, args.size_steps, tmp / "s.h5", batch_size=1)
                 per = res["bytes"] / (args.size_steps + 3)
-                print(f"  defaults over {args.size_steps + 3} steps ({optim}): "
-                      f"{per / 1024:.1f} KB per step, {res['bytes'] / 2**20:.1f} MB")
+                print(
+                    f"  defaults over {args.size_steps + 3} steps ({optim}): "
+                    f"{per / 1024:.1f} KB per step, {res['bytes'] / 2**20:.1f} MB"
+                )
 
 
 if __name__ == "__main__":

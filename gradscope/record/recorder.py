@@ -1170,7 +1170,9 @@ def _schedule(
     if spec == "default":
         return default()
     if isinstance(spec, str):
-        raise ValueError(f"a schedule is an int, a function, None, 'same' or 'default', got {spec!r}")
+        raise ValueError(
+            f"a schedule is an int, a function, None, 'same' or 'default', got {spec!r}"
+        )
     return sched.as_schedule(spec)
 
 

@@ -66,7 +66,14 @@ def test_adam_every_summary_matches_numpy(tmp_path, spy, layer_path):
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     path = tmp_path / "run.h5"
     with Recorder(
-        model, opt, path, every=1, hist_every="same", sample=50, sample_every="same", seed=7,
+        model,
+        opt,
+        path,
+        every=1,
+        hist_every="same",
+        sample=50,
+        sample_every="same",
+        seed=7,
         tags={"exp": "oracle"},
     ) as rec:
         losses = train(model, opt, rec, 6)

@@ -259,7 +259,9 @@ def test_late_attached_recorder_is_analysed_at_the_true_t(tmp_path):
     w = nn.Parameter(torch.zeros(8000))
     opt = torch.optim.Adam([w], lr=1e-3)
     _iid([w], opt, 100, g)
-    with Recorder(nn.ParameterList([w]), opt, tmp_path / "late.h5", sample=8000, sample_every="same"):
+    with Recorder(
+        nn.ParameterList([w]), opt, tmp_path / "late.h5", sample=8000, sample_every="same"
+    ):
         _iid([w], opt, 20, g)
     an = analyze_run(tmp_path / "late.h5")
     assert (an.first_step, an.last_step) == (101, 120)
@@ -282,7 +284,9 @@ def test_beta1_schedule_is_reflected_in_the_fitted_law(tmp_path):
     w = nn.Parameter(torch.zeros(20000))
     opt = torch.optim.Adam([w], lr=1e-3, betas=(0.5, 0.999))
     ramp = np.linspace(0.5, 0.95, 12)
-    with Recorder(nn.ParameterList([w]), opt, tmp_path / "ramp.h5", sample=20000, sample_every="same"):
+    with Recorder(
+        nn.ParameterList([w]), opt, tmp_path / "ramp.h5", sample=20000, sample_every="same"
+    ):
         for b in ramp:
             opt.param_groups[0]["betas"] = (float(b), 0.999)
             _iid([w], opt, 1, g)
