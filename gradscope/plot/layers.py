@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm, Normalize, SymLogNorm
 from matplotlib.ticker import FuncFormatter, Locator, NullFormatter
@@ -25,7 +27,7 @@ __all__ = ["draw_heatmap", "label_layers"]
 _GAP = 1.35
 
 
-def _axis_px(axis) -> float:
+def _axis_px(axis: Any) -> float:
     box = axis.axes.get_window_extent()
     return float(box.height if axis.axis_name == "y" else box.width)
 
@@ -38,7 +40,7 @@ class _Thinned(Locator):
     """
 
     def __init__(
-        self, positions: Sequence[float], widths: Sequence[float], span: int, fontsize: float
+        self, positions: npt.ArrayLike, widths: npt.ArrayLike, span: int, fontsize: float
     ) -> None:
         self.positions = np.asarray(positions, dtype=float)
         self.widths = np.asarray(widths, dtype=float)
@@ -46,7 +48,7 @@ class _Thinned(Locator):
         self.fontsize = float(fontsize)
 
     def __call__(self) -> list[float]:
-        axis = self.axis
+        axis: Any = self.axis
         if axis is None or self.positions.size == 0:
             return []
         px_per_unit = _axis_px(axis) / self.span
@@ -67,7 +69,7 @@ class _Thinned(Locator):
 def label_layers(
     ax: Axes,
     names: Sequence[str] | LayerGroups,
-    axis: str = "y",
+    axis: Literal["x", "y"] = "y",
     *,
     groups: bool = True,
     fontsize: float = 6.5,
