@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from gradscope.analysis.results import ExamplewiseProfile
@@ -10,20 +14,33 @@ from gradscope.plot.style import figure, log_scale, palette
 __all__ = ["draw_examplewise"]
 
 
-def draw_examplewise(profile: ExamplewiseProfile) -> Figure:
+def draw_examplewise(
+    profile: ExamplewiseProfile,
+    *,
+    named: Sequence[str] | None = None,
+    ax: Sequence[Axes] | None = None,
+) -> Figure:
     """GSNR and variance per layer over time, and the whole network's batch-size tests.
+
+    The per-layer panels draw the layers in ``named`` (default every layer).
 
     Panels: per-layer GSNR (log), per-layer per-example gradient variance (log), and the
     network's norm, inner-product and orthogonality tests with the record's ``theta`` as a
     horizontal line (above it the norm test says the batch is too small).
     """
     p = profile
-    fig, ax = figure(1, 3, width=4.6)
-    cols = palette(len(p.layers))
+    if ax is None:
+        fig, grid = figure(1, 3, width=4.6)
+        ax = [grid[0, 0], grid[0, 1], grid[0, 2]]
+    fig = ax[0].figure
+    ax = np.array([list(ax)], dtype=object)
+    shown = [i for i, x in enumerate(p.layers) if named is None or x in named]
+    cols = palette(len(shown))
     mk = "." if len(p.steps) <= 200 else None  # markers show sparse schedules
-    for i, layer in enumerate(p.layers):
-        ax[0, 0].plot(p.steps, p.gsnr[:, i], color=cols[i], lw=1.2, marker=mk, label=layer)
-        ax[0, 1].plot(p.steps, p.variance[:, i], color=cols[i], lw=1.2, marker=mk)
+    for c, i in zip(cols, shown):
+        layer = p.layers[i]
+        ax[0, 0].plot(p.steps, p.gsnr[:, i], color=c, lw=1.2, marker=mk, label=layer)
+        ax[0, 1].plot(p.steps, p.variance[:, i], color=c, lw=1.2, marker=mk)
     tests = (
         (p.network_norm_test, "norm test", "-"),
         (p.network_inner_product_test, "inner-product test", "--"),
@@ -49,7 +66,7 @@ def draw_examplewise(profile: ExamplewiseProfile) -> Figure:
         ylabel="smallest constant that passes",
         title="batch-size tests (whole network)",
     )
-    if len(p.layers) <= 12:
+    if len(shown) <= 12:
         ax[0, 0].legend(fontsize="x-small", loc="best")
     ax[0, 2].legend(fontsize="x-small", loc="best")
     return fig

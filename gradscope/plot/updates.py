@@ -116,12 +116,13 @@ def draw_update_moments(
     moments: UpdateMoments | Sequence[UpdateMoments],
     labels: Sequence[str] = (),
     *,
+    named: Sequence[str] | None = None,
     ax: Sequence[Axes] | None = None,
 ) -> Figure:
     """Var(z) t_eff and Var|z| t_eff against t beside Corollaries 1 and 2 (z = -update/lr).
 
-    One run: one line per layer (named in the legend up to 12 layers). Several runs: every
-    layer of a run in the run's colour, and a legend of runs.
+    Draws the layers in ``named`` (default every layer), each named in the legend; several
+    runs: every drawn layer of a run in the run's colour, and a legend of runs.
     """
     runs = list(moments) if isinstance(moments, (list, tuple)) else [moments]
     names = list(labels) if labels else [f"run {i + 1}" for i in range(len(runs))]
@@ -131,13 +132,13 @@ def draw_update_moments(
         ax = [grid[0, 0], grid[0, 1]]
     fig = ax[0].figure
     ax = np.array([list(ax)], dtype=object)
-    for r, (m, _name) in enumerate(zip(runs, names)):
-        cols = palette(len(m.layers)) if not multi else [palette(len(runs))[r]] * len(m.layers)
-        for i, layer in enumerate(m.layers):
-            few = len(m.layers) <= 12
-            lab = layer if (few and not multi) else None
-            ax[0, 0].plot(m.steps, m.scaled_var[:, i], color=cols[i], lw=1, label=lab)
-            ax[0, 1].plot(m.steps, m.scaled_var_abs[:, i], color=cols[i], lw=1)
+    for r, m in enumerate(runs):
+        shown = [i for i, x in enumerate(m.layers) if named is None or x in named]
+        cols = palette(len(shown)) if not multi else [palette(len(runs))[r]] * len(shown)
+        for c, i in zip(cols, shown):
+            lab = m.layers[i] if (len(shown) <= 12 and not multi) else None
+            ax[0, 0].plot(m.steps, m.scaled_var[:, i], color=c, lw=1, label=lab)
+            ax[0, 1].plot(m.steps, m.scaled_var_abs[:, i], color=c, lw=1)
     m = runs[0]
     ax[0, 0].plot(m.steps, m.theory_var, "k--", lw=1.5, label="Corollary 1")
     ax[0, 1].plot(m.steps, m.theory_var_abs, "k--", lw=1.5, label="Corollary 2")

@@ -1028,11 +1028,11 @@ def draw_and_export(
             (
                 "update_moments",
                 "Update variance vs Corollaries 1 and 2",
-                "Var(z)·t_eff and Var|z|·t_eff of the normalised update z = -update/lr per "
-                "layer against the optimizer step t (log axis), beside the exact values of "
-                "Corollary 1 (1) and Corollary 2 (dashed): a layer on the dashed line has "
-                "updates as spread as pure gradient noise predicts.",
-                lambda: pu.draw_update_moments(an.moments),
+                "Var(z)·t_eff and Var|z|·t_eff of the normalised update z = -update/lr of "
+                "the named layers against the optimizer step t (log axis), beside the exact "
+                "values of Corollary 1 (1) and Corollary 2 (dashed): a layer on the dashed "
+                f"line has updates as spread as pure gradient noise predicts. {rule}",
+                lambda: pu.draw_update_moments(an.moments, named=nl.names),
                 lambda d: export.write_series(an.moments, d / "update_moments.csv"),
             )
         )
@@ -1062,8 +1062,9 @@ def draw_and_export(
                 "gradient variance (trace of the covariance) per layer over time; the batch-"
                 "size tests of the whole network (smallest constant that passes: norm test, "
                 f"Byrd et al. 2012; inner-product and orthogonality tests, Bollapragada et al. "
-                f"2018). Norm test > {an.examplewise.theta:g}: the batch is too small.",
-                lambda: pe.draw_examplewise(an.examplewise),
+                f"2018). Norm test > {an.examplewise.theta:g}: the batch is too small. "
+                f"{rule}",
+                lambda: pe.draw_examplewise(an.examplewise, named=nl.names),
                 lambda d: export.write_series(an.examplewise, d / "examplewise.csv"),
             )
         )

@@ -199,9 +199,9 @@ def compare_runs(
             "update_moments",
             "Update variance vs Corollaries 1 and 2",
             runs_txt + "Var(z)·t_eff and Var|z|·t_eff of the normalised update "
-            "z = -update/lr, every layer of a run in its colour, beside Corollaries 1 and 2 "
-            "(dashed).",
-            lambda recs, labs: pu.draw_update_moments(recs, labs),
+            "z = -update/lr, every named layer of a run in its colour, beside Corollaries 1 "
+            "and 2 (dashed). " + rule,
+            lambda recs, labs: pu.draw_update_moments(recs, labs, named=nl.names),
         ),
         (
             "step_length",

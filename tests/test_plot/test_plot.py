@@ -125,3 +125,12 @@ def test_law_curves_drawn():
     c = A.law_curves([2, 10], [0.9])
     fig = pu.draw_law_curves(c)
     assert len(fig.axes[0].lines) == 2
+
+
+def test_moments_draw_only_the_named_layers(records):
+    mom = records[4]
+    fig = pu.draw_update_moments(mom, named=["b"])
+    var = fig.axes[0]
+    # one layer line, then Corollary 1's dashed line
+    assert [ln.get_label() for ln in var.lines] == ["b", "Corollary 1"]
+    np.testing.assert_array_equal(var.lines[0].get_ydata(), mom.scaled_var[:, 1])
