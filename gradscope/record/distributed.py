@@ -3,8 +3,11 @@
 Under FSDP2 (``torch.distributed.fsdp.fully_shard``) every parameter, gradient and
 optimizer state is a ``DTensor`` of which each rank holds one slice. The recorder never
 gathers a full tensor: every rank reduces its own slice (``DTensor.to_local()``) and ONE
-collective per recorded step, ``reduce(SUM)`` to rank 0 of a packed float64 buffer, gives
-rank 0 everything it writes (docs/run-format.md, "FSDP2"):
+collective per recorded step, an ``all_reduce(SUM)`` of a packed float64 buffer, gives
+rank 0 everything it writes (docs/run-format.md, "FSDP2"). It is an all-reduce rather
+than a reduce to rank 0 so that every rank also learns whether another one failed: a
+rank's failure is a flag in the buffer, and all ranks stop recording at the same step
+instead of one waiting in a collective the others never join. The buffer holds:
 
 * **moments** -- each rank's rows ``[n, mean, M2, min, max, nonfinite]`` per quantity and
   layer (``M2`` the centred second moment of its finite coordinates) sit in that rank's
@@ -354,6 +357,7 @@ class ShardedRecording:
             else torch.device("cuda", torch.cuda.current_device())
         )
         self._index = {id(p): k for k, p in enumerate(params)}
+        self._params = list(params)
         self._ready = False
         #: a local failure not yet announced to the other ranks (see :meth:`defer`)
         self.pending: BaseException | None = None
@@ -375,6 +379,23 @@ class ShardedRecording:
                 "writes the global statistics of every layer"
             )
         return cls(params, timeout)
+
+    def describe(self, layers: Sequence[Any]) -> dict[str, Any]:
+        """The ``sharding`` metadata: mesh, each layer's placements, what is reduced."""
+        by_index = {k: p for k, p in enumerate(self._params)}
+        return {
+            "mesh_shape": list(self._mesh.shape),
+            "placements": {
+                layer.name: [
+                    repr(pl) for pl in getattr(by_index[layer.param_index], "placements", ())
+                ]
+                for layer in layers
+            },
+            "collective": "one all_reduce(SUM) of a float64 buffer per recorded step: each "
+            "rank's [n, mean, M2, min, max, nonfinite] rows in its own slot (-0.0 elsewhere), "
+            "histogram and zero counts, cosine numerators, the subsample in global slots",
+            "combine": "Chan, Golub & LeVeque's parallel update over the ranks' rows",
+        }
 
     # ------------------------------------------------------------------ layout
     def _setup(self, rec: Any) -> None:

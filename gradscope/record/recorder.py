@@ -828,6 +828,7 @@ class Recorder:
             "rank": self.rank,
             "world_size": self.world_size,
             "tags": _jsonable(self.tags),
+            **({} if self._sharded is None else {"sharding": self._sharded.describe(layers)}),
         }
 
     # ------------------------------------------------------------------ one step

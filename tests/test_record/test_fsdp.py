@@ -146,6 +146,14 @@ def test_hand_built_dtensors_equal_the_unsharded_run_exactly(sharded):
     with RunFile(sharded / "dtensor.h5") as a, RunFile(sharded / "dref.h5") as b:
         assert a.layers == b.layers == ["w", "r", "e"]
         assert a.shapes == {"w": (4, 7), "r": (3, 5), "e": (1, 3)}
+        sharding = a.metadata["sharding"]
+        assert sharding["mesh_shape"] == [2]
+        assert sharding["placements"] == {
+            "w": ["Shard(dim=1)"],
+            "r": ["Replicate()"],
+            "e": ["Shard(dim=0)"],
+        }
+        assert "sharding" not in b.metadata
         for q in b.quantities:
             for st in S.STATS:
                 got, want = a.summary(q, st), b.summary(q, st)
