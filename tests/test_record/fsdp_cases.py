@@ -89,3 +89,35 @@ def plain_module() -> tuple[Params, list[torch.Tensor]]:
 def sgd_for(module: nn.Module) -> torch.optim.Optimizer:
     """SGD with momentum: grad, update, param and a momentum buffer are recorded."""
     return torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.9)
+
+
+class Lion(torch.optim.Optimizer):
+    """Lion (Chen et al., "Symbolic Discovery of Optimization Algorithms") as a user writes
+    it: unknown to gradscope, so it is read on the generic path. ``torch.optim.Rprop``
+    would be the obvious torch choice, but its step fails on DTensors (an in-place
+    boolean-mask assignment that DTensor cannot shard)."""
+
+    def __init__(self, params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.99)):
+        super().__init__(params, {"lr": lr, "betas": betas})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                if not st:
+                    st["lion_m"] = torch.zeros_like(p)
+                m = st["lion_m"]
+                p.add_(m.mul(b1).add_(p.grad, alpha=1 - b1).sign_(), alpha=-group["lr"])
+                m.mul_(b2).add_(p.grad, alpha=1 - b2)
+
+
+def two_optimizers(model: nn.Module) -> list[torch.optim.Optimizer]:
+    """torch's Adam on the weights (an exact adapter), Lion on the biases (the generic path:
+    the update from a snapshot of the parameters, its state entry as its own quantity)."""
+    weights = [p for n, p in model.named_parameters() if n.endswith("weight")]
+    biases = [p for n, p in model.named_parameters() if n.endswith("bias")]
+    return [torch.optim.Adam(weights, lr=1e-2), Lion(biases, lr=1e-2)]

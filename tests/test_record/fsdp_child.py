@@ -9,7 +9,8 @@ Modes:
          with ``distribute_tensor`` (Shard(1) with uneven slices, Replicate, Shard(0) with
          an empty slice), one SGD step recorded to OUT/dtensor.h5; each rank's global flat
          indices of a Shard(1) tensor (OUT/index<rank>.npy, OUT/box<rank>.npy); a write
-         failure injected on rank 0 at step 3 (OUT/fail.h5, OUT/fail<rank>.json).
+         failure injected on rank 0 at step 3 (OUT/fail.h5, OUT/fail<rank>.json); torch
+         Adam on the weights and Rprop (the generic path) on the biases (OUT/multi.h5).
   kill   rank 1 SIGKILLs itself in step 6 before the recorder's reduction; rank 0 prints
          "stopped at <t> after <s> s" once its recording stopped, and exits.
   stall  the same with SIGSTOP: rank 0's reduction times out (collective_timeout=3).
@@ -39,6 +40,7 @@ from fsdp_cases import (  # noqa: E402
     make_mlp,
     mlp_batch,
     sgd_for,
+    two_optimizers,
 )
 from torch import nn  # noqa: E402
 
@@ -69,6 +71,18 @@ def train(model, opt, rec, rank, world, steps, after=None):
         opt.step()
         if after is not None:
             after(t)
+
+
+def train_many(model, opts, rec, rank, world, steps):
+    half = GLOBAL_BATCH // world
+    for t in range(1, steps + 1):
+        x, y = mlp_batch(t)
+        x, y = x[rank * half : (rank + 1) * half], y[rank * half : (rank + 1) * half]
+        for o in opts:
+            o.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        for o in opts:
+            o.step()
 
 
 def _t(opt) -> int:
@@ -114,6 +128,11 @@ def main() -> None:
         box = shard.shard_box(shape, mesh.shape, mesh.get_coordinate(), dt.placements)
         np.save(out / f"index{rank}.npy", dt.to_local().reshape(-1).numpy().astype(np.int64))
         np.save(out / f"box{rank}.npy", shard.global_flat_index(box))
+        # two optimizers, one of them on the generic path
+        model = fsdp_model()
+        opts = two_optimizers(model)
+        with Recorder(model, opts, out / "multi.h5", sample=5, overwrite=True) as rec:
+            train_many(model, opts, rec, rank, world, 4)
         # a write failure on rank 0 at step 3: both ranks stop recording at step 4, train on
         model = fsdp_model()
         opt = torch.optim.Adam(model.parameters(), lr=1e-2)

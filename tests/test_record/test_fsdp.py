@@ -24,7 +24,14 @@ from gradscope.runfile import RunFile
 from gradscope.runfile import schema as S
 from tests.helpers.processes import free_port
 
-from .fsdp_cases import dtensor_values, make_mlp, mlp_batch, plain_module, sgd_for
+from .fsdp_cases import (
+    dtensor_values,
+    make_mlp,
+    mlp_batch,
+    plain_module,
+    sgd_for,
+    two_optimizers,
+)
 
 pytestmark = pytest.mark.slow  # starts two gloo ranks
 
@@ -68,6 +75,16 @@ def sharded(tmp_path_factory):
         for p, g in zip(module.parameters(), grads):
             p.grad = g
         opt.step()
+    model = make_mlp()
+    opts = two_optimizers(model)
+    with Recorder(model, opts, out / "mref.h5", sample=5) as rec:
+        for t in range(1, 5):
+            x, y = mlp_batch(t)
+            for o in opts:
+                o.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            for o in opts:
+                o.step()
     for p in procs:
         _, err = p.communicate(timeout=180)
         assert p.returncode == 0, err[-3000:]
@@ -91,6 +108,8 @@ def test_rank0_file_has_the_unsharded_layers(sharded):
         "dtensor.h5",
         "fail.h5",
         "fsdp.h5",
+        "mref.h5",
+        "multi.h5",
         "ref.h5",
     ]  # rank 1 wrote nothing, the refused recorders created nothing
 
@@ -122,6 +141,25 @@ def test_fsdp_statistics_equal_the_unsharded_run(sharded):
             np.testing.assert_allclose(a.cosine(q)[1:, cols], b.cosine(q)[1:], atol=1e-5)
             assert np.isnan(a.cosine(q)[0]).all()
         np.testing.assert_array_equal(a.layer_steps()[:, cols], b.layer_steps())
+
+
+def test_two_optimizers_and_the_generic_path_equal_the_unsharded_run(sharded):
+    """Adam on the weights, a user's Lion (the generic path: no stepsize, the update from a
+    snapshot of the sharded parameters) on the biases."""
+    with RunFile(sharded / "multi.h5") as a, RunFile(sharded / "mref.h5") as b:
+        cols = columns(a, b.layers)
+        assert a.quantities == b.quantities
+        assert "lion_m" in a.quantities  # Lion's own state entry
+        assert np.isnan(a.summary("stepsize", "mean", "0.bias")).all()  # none on Lion's
+        np.testing.assert_array_equal(a.layer_optimizers[cols], b.layer_optimizers)
+        np.testing.assert_array_equal(a.steps, np.arange(1, 5))
+        for q in b.quantities:
+            scale = b.summary(q, "norm") / np.sqrt(b.sizes)
+            for st in MOMENTS:
+                got, want = a.summary(q, st)[:, cols], b.summary(q, st)
+                np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+                err = np.abs(got - want) / np.maximum(np.abs(want), scale)
+                assert np.nanmax(err, initial=0.0) < 5e-5, (q, st, np.nanmax(err))
 
 
 def test_fsdp_subsample_equals_the_unsharded_run(sharded):
