@@ -1,55 +1,55 @@
-"""Recorder overhead: recorded step time / plain step time (interleaved runs, medians).
+"""Recorder cost on real networks: added ms per recorded step against the optimizer step.
 
-Run: ``python benchmarks/recorder_overhead.py [--steps 60] [--repeats 5] [--threads 1]``.
-Modes (all record every optimizer step of torch.optim.Adam unless ``--optimizer`` names
-another: ``torch-rmsprop`` goes through an exact torch adapter, ``lion`` (written below, as
-a user would) through the generic path, which copies the parameters before each recorded
-step to form the update):
+Run: ``python benchmarks/recorder_overhead.py [--models mlp,cnn,resnet18,gpt2]
+[--optimizers gradscope-adam,torch-adamw,torch-sgd] [--steps 30] [--repeats 3]
+[--threads 1] [--size-steps 1000]``.
 
-* ``introspect-only``: the hooks and ``introspect.last_step`` (which computes stepsize and
-  update for torch's Adam), no statistics: the floor under every other mode;
-* ``summary``: per-layer statistics and cosines of all six quantities, no histograms,
-  no subsample;
-* ``summary+hist``: the same plus fixed-bin histograms and histogram quantiles (default);
-* ``summary+subsample``: ``summary`` plus 4,096 fixed coordinates per layer of grad,
-  update and stepsize;
-* ``defaults``: ``Recorder(model, opt, path)`` as is (summary+hist+subsample);
-* ``full-every-100``: ``summary`` plus full grad/update/stepsize tensors every 100 steps.
+For every model and optimizer it prints
 
-Prints one table per model and device with two ratios per mode:
+* ``plain``: the median training step (zero_grad, forward, backward, step) without a
+  recorder, and ``opt`` the median ``optimizer.step()`` alone of the same runs;
+* per mode, from one run that records every second step (``every=2``) so that recorded and
+  unrecorded steps share the model, allocator and cache state: ``added`` = median recorded
+  step - median unrecorded step (ms), ``added/opt`` = that over the optimizer step's own
+  time, ``x plain`` = median recorded step / median plain step;
+* ``defaults``: ``Recorder(model, opt, path)`` as is, every step: the median step (the
+  steady state: summaries every step, histograms and subsamples on their sparse default
+  schedules) and the mean over the timed steps (which include the dense early schedule),
+  both over the plain step, and the file's bytes per step.
 
-* ``ratio``: median over repeats of (median recorded step time / median plain step time
-  of the same repeat), plain and recorded being separate runs, interleaved;
-* ``paired``: one run that records every second step (``every=2``); median time of the
-  recorded steps / median time of the unrecorded steps of that same run. Same model,
-  same allocator and cache state, so run-to-run noise (large on a shared CPU: the plain
-  CNN step varied 21-27 ms between runs) cancels. Not given for ``full-every-100``.
+Modes: ``summary`` (statistics and cosines of every quantity, no histograms, no
+subsample), ``summary+hist`` (and fixed-bin histograms with quantiles), ``all`` (and the
+4,096-coordinate subsample of grad, update and stepsize). Runs are interleaved round by
+round (every mode once per repeat) and the medians over repeats are printed, so slow
+drifts of a shared machine hit all modes alike; still, quote the machine load with the
+numbers. ``--size-steps N`` adds one ``defaults`` run of N steps per model (batch of one:
+the file size does not depend on the batch) and prints its bytes per step.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
+import os
 import statistics
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
 import gradscope.optim
-from gradscope.record import Recorder, every
+from gradscope.record import Recorder
 
-UNPAIRED = {"plain", "full-every-100"}
-MODES = {
-    "plain": None,
-    "introspect-only": {"quantities": (), "hist_every": None, "sample": 0},
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import models  # benchmarks/ is not a package: found through sys.path
+
+MODES: dict[str, dict] = {
     "summary": {"hist_every": None, "sample": 0},
-    "summary+hist": {"sample": 0},
-    "summary+subsample": {"hist_every": None, "sample": 4096},
-    "defaults": {},
-    "full-every-100": {"hist_every": None, "sample": 0, "full_every": every(100)},
+    "summary+hist": {"hist_every": "same", "sample": 0},
+    "all": {"hist_every": "same", "sample_every": "same"},
 }
 
 
@@ -68,117 +68,139 @@ def cnn() -> nn.Module:
     )  # fmt: skip
 
 
-MODELS = {"mlp": (mlp, 128), "cnn": (cnn, 64)}
+def _images(shape: tuple[int, ...], classes: int) -> Callable[[int], tuple]:
+    def batch(n: int) -> tuple:
+        x = torch.randn(n, *shape)
+        y = torch.randint(0, classes, (n,))
+        return (x,), lambda out: nn.functional.cross_entropy(out, y)
+
+    return batch
 
 
-class Lion(torch.optim.Optimizer):
-    """Lion (Chen et al., "Symbolic Discovery of Optimization Algorithms"), a user's version."""
+def _tokens(vocab: int, seq: int) -> Callable[[int], tuple]:
+    def batch(n: int) -> tuple:
+        ids = torch.randint(0, vocab, (n, seq))
+        return (ids,), lambda out: nn.functional.cross_entropy(
+            out.logits[:, :-1].reshape(-1, vocab), ids[:, 1:].reshape(-1)
+        )
 
-    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0):
-        super().__init__(params, {"lr": lr, "betas": betas, "weight_decay": weight_decay})
+    return batch
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        for group in self.param_groups:
-            b1, b2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                st = self.state[p]
-                if not st:
-                    st["exp_avg"] = torch.zeros_like(p)
-                m = st["exp_avg"]
-                c = m.mul(b1).add_(p.grad, alpha=1 - b1).sign_()
-                p.mul_(1 - group["lr"] * group["weight_decay"]).add_(c, alpha=-group["lr"])
-                m.mul_(b2).add_(p.grad, alpha=1 - b2)
 
+#: name -> (model factory, batch factory, batch size)
+MODELS = {
+    "mlp": (mlp, _images((1, 28, 28), 10), 128),
+    "cnn": (cnn, _images((1, 28, 28), 10), 64),
+    "resnet18": (lambda: models.resnet18(10), _images((3, 32, 32), 10), 16),
+    "gpt2": (lambda: models.gpt2(vocab=8192), _tokens(8192, 64), 8),
+}
 
 OPTIMIZERS = {
-    "torch-adam": lambda p: torch.optim.Adam(p, lr=1e-3),
-    "torch-rmsprop": lambda p: torch.optim.RMSprop(p, lr=1e-3),
-    "lion": lambda p: Lion(p, lr=1e-4),
     "gradscope-adam": lambda p: gradscope.optim.Adam(p, lr=1e-3),
-    "gradscope-aida": lambda p: gradscope.optim.Aida(p, lr=1e-3),
+    "torch-adamw": lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=0.01),
+    "torch-sgd": lambda p: torch.optim.SGD(
+        p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4
+    ),
 }
 
 
-def run_once(
-    make, batch, mode, steps, device, tmp: Path, tag: str, optim: str, paired: bool = False
-) -> float:
-    """Median step time of one run; with ``paired``, recorded / unrecorded step time."""
+def run_once(model_name: str, optim: str, kw: dict | None, steps: int, path: Path,
+             batch_size: int | None = None) -> dict:  # fmt: skip
+    """One training run; per-step times (s), optimizer-step times and the file size."""
+    make, make_batch, bs = MODELS[model_name]
     torch.manual_seed(0)
-    model = make().to(device)
+    model = make()
     opt = OPTIMIZERS[optim](model.parameters())
-    x = torch.randn(batch, 1, 28, 28, device=device)
-    y = torch.randint(0, 10, (batch,), device=device)
-    kw = MODES[mode]
-    if paired:
-        kw = {**kw, "every": 2}
-    rec = None if kw is None else Recorder(model, opt, tmp / f"{tag}.h5", overwrite=True, **kw)
-    times = []
-    for i in range(steps + 5):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+    inputs, loss_of = make_batch(batch_size or bs)
+    rec = None if kw is None else Recorder(model, opt, path, overwrite=True, **kw)
+    total, inner = [], []
+    for i in range(steps + 3):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(model(x), y)
+        loss = loss_of(model(*inputs))
         loss.backward()
         if rec is not None:
             rec.log_loss(loss)
+        t1 = time.perf_counter()
         opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= 5:  # warm-up (the first recorded step creates the file)
-            times.append(time.perf_counter() - t0)
+        t2 = time.perf_counter()
+        if i >= 3:  # warm-up: the first recorded step creates the file
+            total.append(t2 - t0)
+            inner.append(t2 - t1)
+    size = 0
     if rec is not None:
         rec.close()
-    if paired:  # times[j] is step j + 6; every=2 records the even steps
-        on = [t for j, t in enumerate(times) if (j + 6) % 2 == 0]
-        off = [t for j, t in enumerate(times) if (j + 6) % 2 == 1]
-        return statistics.median(on) / statistics.median(off)
-    return statistics.median(times)
+        size = os.path.getsize(path)
+    return {"total": total, "inner": inner, "bytes": size}
+
+
+def paired(times: list[float]) -> tuple[float, float]:
+    """Median recorded and unrecorded step of an ``every=2`` run (timed steps start at 4)."""
+    on = [t for j, t in enumerate(times) if (j + 4) % 2 == 0]
+    off = [t for j, t in enumerate(times) if (j + 4) % 2 == 1]
+    return statistics.median(on), statistics.median(off)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--models", default="mlp,cnn")
+    ap.add_argument("--models", default="mlp,cnn,resnet18,gpt2")
+    ap.add_argument("--optimizers", default=",".join(OPTIMIZERS))
     ap.add_argument("--modes", default=",".join(MODES))
-    ap.add_argument("--optimizer", default="torch-adam", choices=sorted(OPTIMIZERS))
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--size-steps", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     modes = args.modes.split(",")
-    if "plain" not in modes:
-        modes.insert(0, "plain")
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+          f"load average {os.getloadavg()[0]:.2f} at start")  # fmt: skip
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        for device in devices:
-            for name in args.models.split(","):
-                make, batch = MODELS[name]
-                n_par = sum(p.numel() for p in make().parameters())
-                per = {m: [] for m in modes}
-                pair = {m: [] for m in modes if m not in UNPAIRED}
-                for r in range(args.repeats):  # interleaved: every mode once per repeat
+        for name in args.models.split(","):
+            n_par = sum(p.numel() for p in MODELS[name][0]().parameters())
+            for optim in args.optimizers.split(","):
+                plain, opt_ms, defaults_med, defaults_mean, nbytes = [], [], [], [], []
+                added: dict[str, list[float]] = {m: [] for m in modes}
+                over: dict[str, list[float]] = {m: [] for m in modes}
+                for _ in range(args.repeats):
+                    base = run_once(name, optim, None, args.steps, tmp / "p.h5")
+                    p_med = statistics.median(base["total"])
+                    plain.append(p_med)
+                    opt_ms.append(statistics.median(base["inner"]))
                     for m in modes:
-                        run = functools.partial(
-                            run_once, make, batch, m, args.steps, device, tmp, f"{m}{r}",
-                            args.optimizer,
-                        )  # fmt: skip
-                        per[m].append(run())
-                        if m in pair:
-                            pair[m].append(run(paired=True))
-                base = statistics.median(per["plain"])
-                print(f"\n{name} ({n_par:,} parameters, batch {batch}) on {device.type}, "
-                      f"{args.threads} thread(s), {args.optimizer}; "
-                      f"plain step {base * 1e3:.2f} ms")  # fmt: skip
-                print(f"{'mode':<20} {'ms/step':>8} {'ratio':>6} {'paired':>6}")
+                        res = run_once(name, optim, {**MODES[m], "every": 2}, args.steps,
+                                       tmp / f"{m}.h5")  # fmt: skip
+                        on, off = paired(res["total"])
+                        added[m].append(on - off)
+                        over[m].append(on / p_med)
+                    res = run_once(name, optim, {}, args.steps, tmp / "d.h5")
+                    defaults_med.append(statistics.median(res["total"]) / p_med)
+                    defaults_mean.append(statistics.mean(res["total"]) / statistics.mean(
+                        base["total"]))  # fmt: skip
+                    nbytes.append(res["bytes"] / (args.steps + 3))
+                med = statistics.median
+                o = med(opt_ms)
+                print(f"\n{name} ({n_par / 1e6:.2f}M parameters, batch {MODELS[name][2]}), "
+                      f"{optim}: plain step {med(plain) * 1e3:.1f} ms, optimizer step "
+                      f"{o * 1e3:.1f} ms")  # fmt: skip
+                print(f"  {'mode':<14} {'added ms':>9} {'added/opt':>9} {'x plain':>8}")
                 for m in modes:
-                    ratio = statistics.median(t / b for t, b in zip(per[m], per["plain"]))
-                    paired = f"{statistics.median(pair[m]):6.2f}" if m in pair else f"{'-':>6}"
-                    print(f"{m:<20} {statistics.median(per[m]) * 1e3:8.2f} {ratio:6.2f} {paired}")
+                    a = med(added[m])
+                    print(f"  {m:<14} {a * 1e3:9.1f} {a / o:9.2f} {med(over[m]):8.2f}")
+                print(
+                    f"  defaults: x plain {med(defaults_med):.2f} (median step), "
+                    f"{med(defaults_mean):.2f} (mean over steps 4-{args.steps + 3}); "
+                    f"{med(nbytes) / 1024:.0f} KB per step over {args.steps + 3} steps"
+                )
+            if args.size_steps:
+                optim = args.optimizers.split(",")[0]
+                res = run_once(name, optim, {}, args.size_steps, tmp / "s.h5", batch_size=1)
+                per = res["bytes"] / (args.size_steps + 3)
+                print(
+                    f"  defaults over {args.size_steps + 3} steps ({optim}): "
+                    f"{per / 1024:.1f} KB per step, {res['bytes'] / 2**20:.1f} MB"
+                )
 
 
 if __name__ == "__main__":

@@ -14,18 +14,13 @@ import numpy as np
 import numpy.typing as npt
 
 from gradscope.analysis.results import ExamplewiseProfile
+from gradscope.names import EXAMPLEWISE_STATS
 
 __all__ = ["EXAMPLEWISE_FIELDS", "examplewise_profile"]
 
-#: The recorded per-example statistics, in the run file's order.
-EXAMPLEWISE_FIELDS: tuple[str, ...] = (
-    "variance",
-    "grad_norm_sq",
-    "gsnr",
-    "norm_test",
-    "inner_product_test",
-    "orthogonality_test",
-)
+#: The recorded per-example statistics, in the run file's order (the one vocabulary:
+#: :data:`gradscope.names.EXAMPLEWISE_STATS`).
+EXAMPLEWISE_FIELDS: tuple[str, ...] = EXAMPLEWISE_STATS
 
 
 def _layer_array(name: str, x: npt.ArrayLike | None, shape: tuple[int, int]) -> np.ndarray:

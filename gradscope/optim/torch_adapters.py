@@ -530,16 +530,20 @@ def _torch_sgd(
             st = opt.state.get(p, {})
             buf: Tensor | None = st.get("momentum_buffer")
             x = p.detach()
-            if buf is None:
-                # x_t = x_{t-1} - lr (s g + wd x_{t-1})  =>  x_{t-1} = (x_t + lr s g)/(1 - lr wd)
-                x_prev = (x + lr * sign * p.grad) / (1.0 - lr * wd)
-                direction = sign * p.grad + wd * x_prev
-            elif group["nesterov"]:
-                # g' = s g + wd x_{t-1};  x_t = x_{t-1} - lr (g' + mu buf)
-                x_prev = (x + lr * (sign * p.grad + mu * buf)) / (1.0 - lr * wd)
-                direction = sign * p.grad + wd * x_prev + mu * buf
+            if snap is not None and p in snap:
+                update = x - snap[p]
+            elif buf is not None and not group["nesterov"]:
+                update = buf.mul(-lr)  # x_t = x_{t-1} - lr buf
             else:
-                direction = buf
+                # direction d = s g + wd x_{t-1} (+ mu buf with Nesterov); x_t = x_{t-1} - lr d.
+                # With x_{t-1} = (x_t + lr (d - wd x_{t-1}))/(1 - lr wd) eliminated:
+                # update = -lr (s g (+ mu buf) + wd x_t) / (1 - lr wd), in one temporary.
+                update = p.grad.mul(sign)
+                if buf is not None:
+                    update.add_(buf, alpha=mu)
+                if wd:
+                    update.add_(x, alpha=wd)
+                update.mul_(-lr / (1.0 - lr * wd))
             out.append(
                 TorchParamStep(
                     param=p,
@@ -549,7 +553,7 @@ def _torch_sgd(
                     exp_avg=buf,
                     exp_avg_sq=None,
                     stepsize=torch.ones((), dtype=p.dtype, device=p.device),
-                    update=x - snap[p] if snap is not None and p in snap else -lr * direction,
+                    update=update,
                 )
             )
     return out

@@ -85,10 +85,14 @@ class Recorder:
             (:mod:`gradscope.record.schedules`). A summary row holds per-layer statistics of
             every quantity, cosines to the previous row, loss and learning rates.
         hist_every: histogram (and quantile) schedule, a subset of the summary rows;
-            default: every summary row. ``None`` disables histograms.
+            default ``"default"``: :func:`~gradscope.record.schedules.default_hist` (every
+            step to 10, ten per decade, every 100th); ``"same"``: every summary row; ``None``
+            disables histograms.
         sample: coordinates per layer in the fixed random subsample (all if the layer is
             smaller); 0 disables subsampling.
-        sample_every: subsample schedule; default: the summary schedule.
+        sample_every: subsample schedule; default ``"default"``:
+            :func:`~gradscope.record.schedules.default_samples` (steps 1-3 and log-spaced
+            pairs of steps); ``"same"``: the summary schedule.
         full_every: schedule of full-tensor dumps (default never).
         examplewise_every: steps on which :meth:`record_examplewise` computes and records;
             ``None`` (default): whenever it is called.
@@ -130,9 +134,9 @@ class Recorder:
         path: str | os.PathLike[str],
         every: int | sched.Schedule = 1,
         *,
-        hist_every: int | sched.Schedule | str | None = "same",
+        hist_every: int | sched.Schedule | str | None = "default",
         sample: int = 4096,
-        sample_every: int | sched.Schedule | str | None = "same",
+        sample_every: int | sched.Schedule | str | None = "default",
         full_every: int | sched.Schedule | None = None,
         examplewise_every: int | sched.Schedule | None = None,
         quantities: Iterable[str] | None = None,
@@ -153,12 +157,8 @@ class Recorder:
         if sample < 0:
             raise ValueError(f"sample must be >= 0, got {sample}")
         self.schedule = sched.as_schedule(every)
-        self.hist_schedule = (
-            self.schedule if hist_every == "same" else sched.as_schedule(hist_every)
-        )
-        self.sample_schedule = (
-            self.schedule if sample_every == "same" else sched.as_schedule(sample_every)
-        )
+        self.hist_schedule = _schedule(hist_every, self.schedule, sched.default_hist)
+        self.sample_schedule = _schedule(sample_every, self.schedule, sched.default_samples)
         self.full_schedule = sched.as_schedule(full_every)
         self.examplewise_schedule = (
             None if examplewise_every is None else sched.as_schedule(examplewise_every)
@@ -1198,6 +1198,24 @@ def _ew_value(stats: Any, key: str) -> torch.Tensor:
     if v is None:
         return torch.tensor(float("nan"), device=stats.variance.device)
     return v.detach().to(torch.float32)
+
+
+def _schedule(
+    spec: int | sched.Schedule | str | None,
+    same: sched.Schedule,
+    default: Callable[[], sched.Schedule],
+) -> sched.Schedule:
+    """A schedule argument: ``"same"`` (the summary schedule), ``"default"``, or
+    :func:`~gradscope.record.schedules.as_schedule`'s int / function / ``None``."""
+    if spec == "same":
+        return same
+    if spec == "default":
+        return default()
+    if isinstance(spec, str):
+        raise ValueError(
+            f"a schedule is an int, a function, None, 'same' or 'default', got {spec!r}"
+        )
+    return sched.as_schedule(spec)
 
 
 def _check_names(qs: Iterable[str]) -> tuple[str, ...]:

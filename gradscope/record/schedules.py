@@ -74,6 +74,45 @@ def log_spaced(per_decade: int = 10, start: int = 1, end: int | None = None) -> 
     return schedule
 
 
+def pairs(s: Schedule) -> Schedule:
+    """The steps of ``s`` and the step before each: ``(t - 1, t)`` for every selected ``t``.
+
+    Analyses that compare consecutive values coordinate by coordinate (the cosine of
+    successive updates, the t = 1 -> 2 checks) need both steps of a pair in the same table.
+    """
+
+    def schedule(step: int) -> bool:
+        return step >= 1 and (s(step) or s(step + 1))
+
+    schedule.__qualname__ = f"pairs({_name(s)})"
+    return schedule
+
+
+def default_hist() -> Schedule:
+    """Histograms' default: every step up to 10, ten per decade after, and every 100th.
+
+    Dense where the exact update laws are sharpest (small t: bias correction, the first
+    moments still forming), then sparse enough that histograms cost ~2 KB per step averaged
+    over a 1000-step run of a 62-layer network (docs/run-format.md has the sizing table).
+    """
+    s = any_of(log_spaced(10), every(100))
+    s.__qualname__ = "default_hist()"
+    return s
+
+
+def default_samples() -> Schedule:
+    """Subsamples' default: steps 1-3, then pairs around 10**(i/2) (9-10, 31-32, 99-100, ...)
+    and around every 5000th step.
+
+    A subsample row holds ``sample`` coordinates of every layer (a few MB on a large
+    network), so the default keeps ~13 rows per 1000 steps where the update-law fits are
+    most informative, each with its predecessor for coordinate-wise comparisons.
+    """
+    s = any_of(first(3), pairs(any_of(log_spaced(2), every(5000))))
+    s.__qualname__ = "default_samples()"
+    return s
+
+
 def never(step: int) -> bool:
     """No step."""
     return False

@@ -18,10 +18,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from gradscope.names import MOMENT_STATS
 from gradscope.runfile.schema import HistSpec
 
 #: Columns of :func:`finalize_moments` (the first five of ``schema.STATS``).
-MOMENTS = ("mean", "std", "norm", "min", "max")
+MOMENTS: tuple[str, ...] = MOMENT_STATS[:5]
 #: Columns of :func:`raw_moments` (float64): the shift ``c`` (a rough mean), the sums of
 #: ``x - c`` and of ``(x - c)**2``, the minimum and the maximum.
 RAW = ("shift", "sum_d", "sum_d2", "min", "max")

@@ -65,7 +65,17 @@ def test_adam_every_summary_matches_numpy(tmp_path, spy, layer_path):
     model = mlp()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     path = tmp_path / "run.h5"
-    with Recorder(model, opt, path, every=1, sample=50, seed=7, tags={"exp": "oracle"}) as rec:
+    with Recorder(
+        model,
+        opt,
+        path,
+        every=1,
+        hist_every="same",
+        sample=50,
+        sample_every="same",
+        seed=7,
+        tags={"exp": "oracle"},
+    ) as rec:
         losses = train(model, opt, rec, 6)
     assert len(spy) == 6
     run = RunFile(path)
@@ -568,3 +578,25 @@ def test_parameter_skipping_a_step_is_missing_there_and_restarts_cosines(
         assert cg[4] == pytest.approx(cos(rows[3]["grad"], rows[2]["grad"]), rel=1e-5)
         other = run.cosine("update", "0.bias")
         assert np.isnan(other[0]) and np.isfinite(other[1:]).all()
+
+
+def test_default_schedules_histograms_and_subsamples(tmp_path):
+    """Recorder defaults: summaries every step, histograms and subsamples on their schedules."""
+    from gradscope.record import schedules
+
+    torch.manual_seed(0)
+    model = nn.Linear(6, 3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    with Recorder(model, opt, tmp_path / "d.h5") as rec:
+        for _ in range(40):
+            opt.zero_grad()
+            loss = model(torch.randn(4, 6)).square().mean()
+            loss.backward()
+            rec.log_loss(loss)
+            opt.step()
+    with RunFile(tmp_path / "d.h5") as run:
+        assert run.steps.tolist() == list(range(1, 41))
+        hist_steps = run.steps[run.hist_recorded.astype(bool)].tolist()
+        assert hist_steps == [t for t in range(1, 41) if schedules.default_hist()(t)]
+        assert hist_steps == [*range(1, 11), 13, 16, 20, 25, 32, 40]
+        assert run.sample_steps.tolist() == [1, 2, 3, 9, 10, 31, 32]

@@ -73,7 +73,7 @@ def test_infinite_loss_is_reported(tmp_path):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     from gradscope.record import Recorder
 
-    with Recorder(model, opt, tmp_path / "inf.h5", sample=64) as rec:
+    with Recorder(model, opt, tmp_path / "inf.h5", sample=64, sample_every="same") as rec:
         for t in range(1, 9):
             opt.zero_grad()
             loss = model([torch.randn(300)])
@@ -222,7 +222,7 @@ def test_mixed_momentum_groups_null_per_layer(tmp_path):
     opt = torch.optim.SGD([{"params": ps[:2]}, {"params": ps[2:], "momentum": 0.9}], lr=0.01)
     from gradscope.record import Recorder
 
-    with Recorder(model, opt, tmp_path / "mix.h5", sample=64) as rec:
+    with Recorder(model, opt, tmp_path / "mix.h5", sample=64, sample_every="same") as rec:
         for _ in range(200):
             opt.zero_grad()
             loss = model([torch.randn(2000, generator=g) for _ in range(3)])
@@ -259,7 +259,9 @@ def test_late_attached_recorder_is_analysed_at_the_true_t(tmp_path):
     w = nn.Parameter(torch.zeros(8000))
     opt = torch.optim.Adam([w], lr=1e-3)
     _iid([w], opt, 100, g)
-    with Recorder(nn.ParameterList([w]), opt, tmp_path / "late.h5", sample=8000):
+    with Recorder(
+        nn.ParameterList([w]), opt, tmp_path / "late.h5", sample=8000, sample_every="same"
+    ):
         _iid([w], opt, 20, g)
     an = analyze_run(tmp_path / "late.h5")
     assert (an.first_step, an.last_step) == (101, 120)
@@ -282,7 +284,9 @@ def test_beta1_schedule_is_reflected_in_the_fitted_law(tmp_path):
     w = nn.Parameter(torch.zeros(20000))
     opt = torch.optim.Adam([w], lr=1e-3, betas=(0.5, 0.999))
     ramp = np.linspace(0.5, 0.95, 12)
-    with Recorder(nn.ParameterList([w]), opt, tmp_path / "ramp.h5", sample=20000):
+    with Recorder(
+        nn.ParameterList([w]), opt, tmp_path / "ramp.h5", sample=20000, sample_every="same"
+    ):
         for b in ramp:
             opt.param_groups[0]["betas"] = (float(b), 0.999)
             _iid([w], opt, 1, g)
