@@ -1,17 +1,21 @@
 """Cost of recording FSDP2 training: the one collective per recorded step, and the step.
 
 Run: ``python benchmarks/fsdp_collective.py [--worlds 2,4] [--steps 40] [--width 512]
-[--depth 8] [--threads 1] [--mode defaults|summary]``. For each world size the script
+[--depth 8] [--threads 1] [--mode all|summary]``. For each world size the script
 spawns that many gloo processes on this machine; each trains an MLP of ``depth`` square
 Linear layers, sharded per layer and at the root (``fully_shard``), with torch's Adam,
-recorded on every second step (``every=2``). ``defaults``: histograms and the
-4,096-coordinate subsample on every recorded step, as the recorder's defaults;
-``summary``: per-layer moments and cosines only. Rank 0 prints, as medians over the
+recorded on every second step (``every=2``). ``all``: histograms and the
+4,096-coordinate subsample on every recorded step (the largest buffer; the recorder's
+default schedules thin both out over time); ``summary``: per-layer moments and cosines
+only. Rank 0 prints, as medians over the
 recorded steps:
 
 * ``bytes``: the size of the reduced float64 buffer;
 * ``collective``: the wall time of the recorder's ``all_reduce`` on rank 0 (from handing
-  the buffer to torch.distributed until the sum is back);
+  the buffer to torch.distributed until the sum is back), which includes waiting for the
+  slowest rank to finish its local reductions;
+* ``alone``: an ``all_reduce`` of a float64 buffer of the same size right after a
+  barrier (20 repeats): the transfer and summation without the ranks' skew;
 * ``recorded`` / ``plain``: step time of the recorded and of the unrecorded steps of the
   same run, and their ratio (same process, same caches: run-to-run noise cancels).
 
@@ -55,7 +59,11 @@ def worker(rank: int, world: int, port: int, args: argparse.Namespace, out: str)
             fully_shard(m)
     fully_shard(model)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    kw = {} if args.mode == "defaults" else {"hist_every": None, "sample": 0}
+    kw = (
+        {"hist_every": "same", "sample_every": "same"}
+        if args.mode == "all"
+        else {"hist_every": None, "sample": 0}
+    )
     rec = Recorder(model, opt, Path(out) / "bench.h5", every=2, overwrite=True, **kw)
     x = torch.randn(32, args.width)
     coll, nbytes, on, off = [], [], [], []
@@ -75,12 +83,20 @@ def worker(rank: int, world: int, port: int, args: argparse.Namespace, out: str)
         else:
             off.append(dt)
     rec.close()
+    buf = torch.zeros(int(statistics.median(nbytes)) // 8, dtype=torch.float64)
+    alone = []
+    for _ in range(20):
+        dist.barrier()
+        t0 = time.perf_counter()
+        dist.all_reduce(buf)
+        alone.append(time.perf_counter() - t0)
     if rank == 0:
         n_par = sum(p.numel() for p in model.parameters())
         c, a, b = (statistics.median(v) for v in (coll, on, off))
         print(
             f"{args.mode}, world {world}: {n_par:,} parameters in {2 * args.depth} layers; buffer "
-            f"{statistics.median(nbytes) / 1e3:.1f} kB; collective {c * 1e3:.2f} ms; "
+            f"{statistics.median(nbytes) / 1e3:.1f} kB; collective {c * 1e3:.2f} ms "
+            f"(alone {statistics.median(alone) * 1e3:.2f} ms); "
             f"recorded step {a * 1e3:.1f} ms, plain step {b * 1e3:.1f} ms, "
             f"ratio {a / b:.2f}",
             flush=True,
@@ -95,7 +111,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=512)
     ap.add_argument("--depth", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--mode", default="defaults", choices=("defaults", "summary"))
+    ap.add_argument("--mode", default="all", choices=("all", "summary"))
     args = ap.parse_args()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"{os.cpu_count()} CPUs, load average {load:.2f} before the runs")
