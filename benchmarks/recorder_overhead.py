@@ -22,7 +22,7 @@ subsample), ``summary+hist`` (and fixed-bin histograms with quantiles), ``all`` 
 4,096-coordinate subsample of grad, update and stepsize). Runs are interleaved round by
 round (every mode once per repeat) and the medians over repeats are printed, so slow
 drifts of a shared machine hit all modes alike; still, quote the machine load with the
-numbers. ``--size-steps N`` adds one ``defaults`` run of N steps per model (batch of one:
+numbers. ``--size-steps N`` adds one ``defaults`` run of N steps per model (batch of two:
 the file size does not depend on the batch) and prints its bytes per step.
 """
 
@@ -195,7 +195,7 @@ def main() -> None:
                 )
             if args.size_steps:
                 optim = args.optimizers.split(",")[0]
-                res = run_once(name, optim, {}, args.size_steps, tmp / "s.h5", batch_size=1)
+                res = run_once(name, optim, {}, args.size_steps, tmp / "s.h5", batch_size=2)
                 per = res["bytes"] / (args.size_steps + 3)
                 print(
                     f"  defaults over {args.size_steps + 3} steps ({optim}): "

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+import re
+
 COMMON_ARGS = """
     Args:
         params: iterable of parameters or dicts defining parameter groups.
@@ -23,6 +26,18 @@ COMMON_ARGS = """
 """
 
 
-def with_args(doc: str, extra: str = "") -> str:
-    """Append the shared argument list (and optimizer-specific ones) to a docstring."""
-    return doc.rstrip() + "\n" + COMMON_ARGS + extra
+def with_args(cls: type, extra: str = "") -> str:
+    """``cls``'s docstring with the shared argument list (and ``extra``, its own ones),
+    keeping only the arguments its ``__init__`` takes: a docstring never documents a
+    keyword the class refuses."""
+    takes = set(inspect.signature(cls.__init__).parameters)
+    lines, keep = [], True
+    for line in COMMON_ARGS.splitlines():
+        m = re.match(r"^ {8}(\w+): ", line)
+        if m:
+            keep = m.group(1) in takes
+        elif not line.startswith(" " * 12):
+            keep = True  # the "Args:" header and blank lines
+        if keep:
+            lines.append(line)
+    return (cls.__doc__ or "").rstrip() + "\n" + "\n".join(lines) + "\n" + extra

@@ -65,7 +65,7 @@ class AdaBelief(AdaptiveOptimizer):
 
 
 AdaBelief.__doc__ = with_args(
-    AdaBelief.__doc__, "        rectify: RAdam-style rectification of the stepsize.\n"
+    AdaBelief, "        rectify: RAdam-style rectification of the stepsize.\n"
 )
 
 
@@ -123,4 +123,4 @@ class AdamPlus(AdaptiveOptimizer):
         )
 
 
-AdamPlus.__doc__ = with_args(AdamPlus.__doc__)
+AdamPlus.__doc__ = with_args(AdamPlus)

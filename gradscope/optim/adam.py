@@ -56,7 +56,7 @@ class Adam(AdaptiveOptimizer):
         )
 
 
-Adam.__doc__ = with_args(Adam.__doc__)
+Adam.__doc__ = with_args(Adam)
 
 
 class AdamW(Adam):
@@ -97,4 +97,4 @@ class AdamW(Adam):
         )
 
 
-AdamW.__doc__ = with_args(AdamW.__doc__)
+AdamW.__doc__ = with_args(AdamW)

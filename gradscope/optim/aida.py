@@ -77,7 +77,7 @@ class Aida(AdaptiveOptimizer):
         )
 
 
-Aida.__doc__ = with_args(Aida.__doc__, _AIDA_ARGS)
+Aida.__doc__ = with_args(Aida, _AIDA_ARGS)
 
 
 class AidaGrad(AdaptiveOptimizer):
@@ -122,4 +122,4 @@ class AidaGrad(AdaptiveOptimizer):
         )
 
 
-AidaGrad.__doc__ = with_args(AidaGrad.__doc__, "        xi: projection denominator constant.\n")
+AidaGrad.__doc__ = with_args(AidaGrad, "        xi: projection denominator constant.\n")

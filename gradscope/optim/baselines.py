@@ -335,7 +335,7 @@ class MSVAG(AdaptiveOptimizer):
 
 
 for _cls in (RAdam, Yogi):
-    _cls.__doc__ = with_args(_cls.__doc__)
+    _cls.__doc__ = with_args(_cls)
 MSVAG.__doc__ += """
     Args:
         params: iterable of parameters or dicts defining parameter groups.

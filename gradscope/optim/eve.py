@@ -103,4 +103,4 @@ class Eve(AdaptiveOptimizer):
             self._sq_mean = {}
 
 
-Eve.__doc__ = with_args(Eve.__doc__)
+Eve.__doc__ = with_args(Eve)

@@ -31,7 +31,6 @@ class _Layerwise(AdaptiveOptimizer):
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
-        **extra: object,
     ) -> None:
         super().__init__(
             params,
@@ -42,7 +41,6 @@ class _Layerwise(AdaptiveOptimizer):
             maximize=maximize,
             foreach=foreach,
             fused=fused,
-            **extra,
         )
 
 
@@ -115,7 +113,8 @@ class LAida(LAdam):
         fused: bool | None = None,
     ) -> None:
         check_projection_args(k, xi)
-        super().__init__(
+        AdaptiveOptimizer.__init__(  # _Layerwise takes no projection arguments
+            self,
             params,
             lr,
             betas,
@@ -130,5 +129,5 @@ class LAida(LAdam):
 
 
 for _cls in (AdamL, AdaBeliefL, LAdam, LAdaBelief):
-    _cls.__doc__ = with_args(_cls.__doc__)
-LAida.__doc__ = with_args(LAida.__doc__, _AIDA_ARGS)
+    _cls.__doc__ = with_args(_cls)
+LAida.__doc__ = with_args(LAida, _AIDA_ARGS)

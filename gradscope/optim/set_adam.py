@@ -66,5 +66,5 @@ class SETAdam(AdaptiveOptimizer):
 
 
 SETAdam.__doc__ = with_args(
-    SETAdam.__doc__, "        tau: down-translation fraction in [0, 1) (paper: 0.5).\n"
+    SETAdam, "        tau: down-translation fraction in [0, 1) (paper: 0.5).\n"
 )

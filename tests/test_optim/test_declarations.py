@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import gradscope.optim as O
 from gradscope.optim import _functional as F
@@ -51,3 +52,27 @@ def test_every_shipped_declaration_names_a_stepsize_piece():
         assert cls.stepsize is piece
     ok = type("Fine", (O.AdaptiveOptimizer,), dict(stepsize=F.msvag_stepsize, eps_outside=False))
     assert ok.stepsize is F.msvag_stepsize
+
+
+@pytest.mark.parametrize("name", sorted(O.OPTIMIZERS))
+def test_docstring_documents_exactly_the_arguments_the_class_takes(name):
+    import inspect
+    import re
+
+    cls = O.OPTIMIZERS[name]
+    doc = cls.__doc__ or ""
+    assert "Args:" in doc, name
+    args = doc[doc.index("Args:") :]
+    documented = re.findall(r"^ {8}(\w+): ", args, flags=re.M)
+    takes = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    assert sorted(documented) == sorted(takes), name
+
+
+def test_layerwise_optimizers_refuse_keywords_they_do_not_document():
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    for cls in (O.AdamL, O.LAdam, O.AdaBeliefL, O.LAdaBelief):
+        with pytest.raises(TypeError, match=r"amsgrad"):
+            cls(params, amsgrad=True)
+        with pytest.raises(TypeError):
+            cls(params, k=3)  # LAida's projection argument
+    assert O.LAida(params, k=3).param_groups[0]["k"] == 3
