@@ -154,7 +154,11 @@ def test_import_contracts_catch_a_wrong_edge(module, bad_import, tmp_path):
     def lint() -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "PYTHONPATH": str(tmp_path)}
         return subprocess.run(
-            ["lint-imports", "--no-cache"], cwd=tmp_path, env=env, capture_output=True, text=True
+            [str(Path(sys.executable).with_name("lint-imports")), "--no-cache"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
         )
 
     assert lint().returncode == 0

@@ -18,6 +18,9 @@ from torch import nn  # noqa: E402
 
 from gradscope.record import Recorder  # noqa: E402
 
+#: histograms and subsamples on every row: the tests check every published row
+EVERY_ROW = {"hist_every": "same", "sample_every": "same"}
+
 
 def batches(seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -41,7 +44,7 @@ def main() -> None:
     model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 2))
     if mode in ("kill", "kill-live"):
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        rec = Recorder(model, opt, path, flush_every=4, live=mode == "kill-live")
+        rec = Recorder(model, opt, path, flush_every=4, live=mode == "kill-live", **EVERY_ROW)
         for t, (x, y) in enumerate(batches(), start=1):
             step(model, opt, x, y, rec)
             if t == 12:
@@ -51,7 +54,9 @@ def main() -> None:
                 time.sleep(0.002)
     elif mode == "live":
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        with Recorder(model, opt, path, live=True, flush_every=2, flush_seconds=0.1) as rec:
+        with Recorder(
+            model, opt, path, live=True, flush_every=2, flush_seconds=0.1, **EVERY_ROW
+        ) as rec:
             print("started", flush=True)
             data = batches()
             for _ in range(60):
@@ -63,9 +68,9 @@ def main() -> None:
         torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
         ddp = nn.parallel.DistributedDataParallel(model)
         opt = torch.optim.Adam(ddp.parameters(), lr=1e-3)
-        rec0 = Recorder(ddp, opt, path)  # rank 0 only
+        rec0 = Recorder(ddp, opt, path, **EVERY_ROW)  # rank 0 only
         stem = Path(path)
-        rec_all = Recorder(ddp, opt, stem.with_name("per_rank.h5"), per_rank=True)
+        rec_all = Recorder(ddp, opt, stem.with_name("per_rank.h5"), per_rank=True, **EVERY_ROW)
         data = batches(seed=rank)  # different data per rank: local grads differ
         for _ in range(3):
             step(ddp, opt, *next(data), rec0)

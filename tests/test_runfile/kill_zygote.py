@@ -32,7 +32,8 @@ def _train(path: str, seed: int, overwrite: bool) -> None:
     fd = os.open(path + ".progress", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.write(fd, b"0\n")  # the child exists; no step finished yet
     with Recorder(
-        model, opt, path, flush_every=FLUSH_EVERY, full_every=25, full_quantities=("grad",),
+        model, opt, path, flush_every=FLUSH_EVERY, hist_every="same", sample_every="same",
+        full_every=25, full_quantities=("grad",),
         overwrite=overwrite, strict=True, tags={"trial": seed},
     ) as rec:  # fmt: skip
         for t in range(1, STEPS + 1):

@@ -55,7 +55,8 @@ CHILD = textwrap.dedent(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            with Recorder(model, opt, sys.argv[1], strict=strict, flush_every=8) as rec:
+            with Recorder(model, opt, sys.argv[1], strict=strict, flush_every=8, hist_every="same",
+                          sample_every="same") as rec:
                 for t in range(1, 301):
                     opt.zero_grad()
                     loss = model(x).pow(2).mean()

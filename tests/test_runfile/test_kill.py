@@ -182,14 +182,18 @@ GOOD = {
 
 
 @pytest.mark.slow
+#: GRADSCOPE_FUZZ_FULL=1 kills 32 runs (about 1.5 min on 2 cores); CI kills 20
+KILLS = 32 if os.environ.get("GRADSCOPE_FUZZ_FULL") == "1" else 20
+
+
 def test_sigkill_at_random_times_keeps_the_kill_bound(tmp_path):
-    recs = run_kills(tmp_path)
-    assert sum(r["killed"] for r in recs) >= 30
+    recs = run_kills(tmp_path, kills=KILLS)
+    assert sum(r["killed"] for r in recs) >= KILLS - 2
     bad = [r for r in recs if r["outcome"] not in GOOD]
     assert not bad, bad
     # the kills covered creation, mid-run and replacement
     kinds = collections.Counter(r["outcome"] for r in recs)
-    assert kinds["opens, at most flush_every rows lost"] >= 8, kinds
+    assert kinds["opens, at most flush_every rows lost"] >= KILLS // 4, kinds
 
 
 if __name__ == "__main__":  # python -m tests.test_runfile.test_kill DIR: print outcome counts
