@@ -416,7 +416,7 @@ class ShardedRecording:
         self._scratch = sm.Scratch()
         self._ready = True
 
-    def _size(self, rec: Any, q: str, c: int, v: Any) -> tuple[torch.Tensor, int]:
+    def _size(self, rec: Any, c: int, v: Any) -> tuple[torch.Tensor, int]:
         """The local slice of one layer value and the coordinates it contributes."""
         if v.dim() == 0 and not is_dtensor(v):
             return v, self._n_local[c]  # one value for each of the layer's coordinates
@@ -574,7 +574,7 @@ class ShardedRecording:
         n_layers = len(rec._n)
         device = rec._params[0].device
         local = {
-            q: [None if v is None else self._size(rec, q, c, v) for c, v in enumerate(values[q])]
+            q: [None if v is None else self._size(rec, c, v) for c, v in enumerate(values[q])]
             for q in qs
         }
         parts: list[torch.Tensor] = []
