@@ -492,9 +492,9 @@ def _torch_adam(
             if snap is not None and p in snap:
                 update = p.detach() - snap[p]
             elif decoupled and wd:
-                # x_t = x_{t-1}(1 - lr wd) + adam_part  =>  x_{t-1} = (x_t - adam_part)/(1 - lr wd)
-                x_prev = (p.detach() - adam_part) / (1.0 - lr * wd)
-                update = p.detach() - x_prev
+                # x_t = x_{t-1}(1 - lr wd) + adam_part, x_{t-1} eliminated in closed form:
+                # update = (adam_part - lr wd x_t)/(1 - lr wd), in adam_part's own storage
+                update = adam_part.sub_(p.detach(), alpha=lr * wd).div_(1.0 - lr * wd)
             else:
                 update = adam_part
             extra = {"max_exp_avg_sq": st["max_exp_avg_sq"]} if "max_exp_avg_sq" in st else {}
