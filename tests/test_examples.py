@@ -37,7 +37,7 @@ ELSEWHERE = {
     "record_plain_loop.py": "tests/test_record/test_example_script.py",
     "theory_pdfs.py": "tests/test_theory/test_example.py",
 }
-INTEGRATION = {"record_ddp.py", "record_lightning.py"}
+INTEGRATION = {"record_ddp.py", "record_fsdp2.py", "record_lightning.py"}
 
 
 def test_every_example_script_is_covered():
@@ -63,6 +63,7 @@ def test_example_runs_and_reports(script, tmp_path):
     ("script", "args", "expected"),
     [
         ("record_ddp.py", ["--steps", "5"], "world size 2, 5 rows"),
+        ("record_fsdp2.py", ["--steps", "5"], "world size 2, 5 rows"),
         ("record_lightning.py", ["--epochs", "1"], "11 rows, steps 2..22"),
     ],
 )

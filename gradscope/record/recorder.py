@@ -45,6 +45,7 @@ from gradscope.errors import GradscopeError, RunFileError, UnsupportedLayerError
 from gradscope.optim import introspect
 from gradscope.optim import torch_adapters as TA
 from gradscope.optim._core import TrackedOptimizer
+from gradscope.record import distributed as shard
 from gradscope.record import schedules as sched
 from gradscope.record import summaries as sm
 from gradscope.runfile import schema as S
@@ -113,6 +114,10 @@ class Recorder:
             instead of warning once and stopping the recording.
         per_rank: under ``torch.distributed``, every rank writes ``<stem>.rank<r>.h5``;
             default: rank 0 only (DDP gradients and states are replicated after all-reduce).
+            Sharded DTensor parameters (FSDP2) are always recorded by every rank and
+            written by rank 0 as exact global statistics (:mod:`gradscope.record.distributed`).
+        collective_timeout: seconds a rank waits in the one reduction per recorded step of
+            sharded parameters before it stops recording (a dead rank never hangs training).
         tags: user metadata stored with the run (JSON-able).
         compression: ``None``, ``"gzip"`` or ``"lzf"`` for subsamples and full tensors.
 
@@ -147,6 +152,7 @@ class Recorder:
         per_rank: bool = False,
         tags: Mapping[str, Any] | None = None,
         compression: str | None = None,
+        collective_timeout: float = 300.0,
     ) -> None:
         if sample < 0:
             raise ValueError(f"sample must be >= 0, got {sample}")
@@ -195,6 +201,18 @@ class Recorder:
         self.active = per_rank or self.rank == 0
 
         self._params, self._names, self._groups = _collect_params(self.model, self.optimizers)
+        # --- sharded (FSDP2 / DTensor) parameters: every rank reduces its slices, rank 0
+        # writes (gradscope/record/distributed.py); None otherwise
+        self._sharded = shard.ShardedRecording.create(self._params, per_rank, collective_timeout)
+        self._writes = self.active
+        if self._sharded is not None:
+            if full_every is not None:
+                raise ValueError(
+                    "full_every: full-tensor dumps of sharded DTensor parameters would gather "
+                    "them on one rank; record statistics and subsamples instead"
+                )
+            self.active = True  # every rank takes part in the reduction
+        # ---
         self._opt_of = [self._group_opt[g] for g in self._groups]  # per optimizer parameter
         self._handles: list[Any] = []
         self._depth: dict[int, int] = {}  # nesting of each optimizer's step hooks
@@ -213,15 +231,19 @@ class Recorder:
         if not self.active:
             return
         # refuses an existing path without overwrite, and one another writer holds
-        check_replaceable(self.path, overwrite)
-        if not _writable_dir(self.path.parent):
+        if self._writes:
+            check_replaceable(self.path, overwrite)
+        if self._writes and not _writable_dir(self.path.parent):
             why = (
                 "directory not writable"
                 if self.path.parent.is_dir()
                 else f"folder {self.path.parent} does not exist"
             )
-            self._fail(RunFileError(f"cannot create run file {self.path}: {why}"))
-            return
+            err = RunFileError(f"cannot create run file {self.path}: {why}")
+            if self._sharded is None or self.strict:
+                self._fail(err)
+                return
+            self._sharded.pending = err  # the ranks stop together at the first reduction
         self._register_forward_order()
         # When the user compiles a function that calls ``optimizer.step()``, dynamo would trace
         # these hooks (file I/O, host copies): run them eagerly instead, one graph break each.
@@ -294,6 +316,10 @@ class Recorder:
                 (BatchNorm in training mode).
         """
         t = self._step + 1
+        if self._sharded is not None:
+            raise UnsupportedLayerError(
+                "record_examplewise does not support sharded DTensor parameters (FSDP2)"
+            )
         if not self.recording:
             return None
         if self.examplewise_schedule is not None and not self.examplewise_schedule(t):
@@ -502,6 +528,9 @@ class Recorder:
     # ------------------------------------------------------------------ failure policy
     def _fail(self, exc: BaseException) -> None:
         """Strict: raise. Otherwise warn once, stop recording and keep the file valid."""
+        if self._sharded is not None and not (self.strict or self._closed or self._failed):
+            if self._sharded.defer(exc):  # all ranks stop at the next reduction
+                return
         if self.strict:
             self._failed = True
             self._remove_hooks()
@@ -621,7 +650,16 @@ class Recorder:
             views = buf.split([self._n[c] for c in self._small_cols])
             for c, view in zip(self._small_cols, views):
                 self._prev[q][c] = view
-        self._writer = RunWriter(self.path, layout, self._metadata(layers), **self._writer_kw)
+        if self._sharded is None:
+            self._writer = RunWriter(self.path, layout, self._metadata(layers), **self._writer_kw)
+        else:  # rank 0 writes; a failure to create the file stops every rank together
+            self._writer = self._sharded.open_writer(
+                lambda: (
+                    RunWriter(self.path, layout, self._metadata(layers), **self._writer_kw)
+                    if self._writes and self._sharded.pending is None
+                    else shard.NullWriter()
+                )
+            )
 
     def _choose_quantities(self, steps: list[Any] | None) -> None:
         """Fix the recorded quantities from what the optimizers define and hold.
@@ -790,6 +828,7 @@ class Recorder:
             "rank": self.rank,
             "world_size": self.world_size,
             "tags": _jsonable(self.tags),
+            **({} if self._sharded is None else {"sharding": self._sharded.describe(layers)}),
         }
 
     # ------------------------------------------------------------------ one step
@@ -813,6 +852,9 @@ class Recorder:
             q: self._n if q in S.QUANTITIES else [1 if v is None else v.numel() for v in values[q]]
             for q in self.quantities
         }
+        if self._sharded is not None:  # local slices, one collective, rank 0 writes
+            self._sharded.record(self, plan, values, loss)
+            return
 
         # Everything for the host goes into one float64 vector: one device->host copy.
         parts: list[torch.Tensor] = []
@@ -1243,8 +1285,6 @@ def _collect_params(
                 why = f"dtype {p.dtype} is not floating point"
             elif p.numel() == 0:
                 why = "empty parameter (0 coordinates)"
-            elif type(p).__name__ == "DTensor" or type(p.data).__name__ == "DTensor":
-                why = "sharded DTensor parameters (FSDP2) are not supported yet"
             if why:
                 problems.append(f"{label}: {why}")
                 continue
