@@ -50,7 +50,7 @@ for name, make in optimizers.items():
     std[name] = float(np.median(layer_std))
     spread[name] = float(np.log10(layer_mean.max() / layer_mean.min()))
     print(
-        f"{name:10s} median layer std(u) {std[name]:10.3f}   "
+        f"{name:10s} median within-layer std of u (absolute) {std[name]:10.3f}   "
         f"log10 spread of layer means {spread[name]:.3f}   ({path})"
     )
 
