@@ -146,7 +146,7 @@ class TrackedOptimizer(torch.optim.Optimizer):
 
     @staticmethod
     def _use_foreach(foreach: bool | None, params: list[Tensor]) -> bool:
-        """torch's default: foreach on CUDA tensors only, unless the user chose."""
+        """PyTorch's default: foreach on CUDA tensors only, unless the user chose."""
         if foreach is not None:
             return foreach
         return bool(params) and all(p.is_cuda for p in params)

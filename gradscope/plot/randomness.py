@@ -1,5 +1,6 @@
-"""Draw cosine randomness tests: signed cosines per layer and step, non-random fraction and
-mean cosine by depth.
+"""Draw cosine randomness tests.
+
+Signed cosines per layer and step, non-random fraction and mean cosine by depth.
 
 One run: a layer x step heatmap of the signed cosine in units of each layer's exact 5%
 critical value (every layer, named by module group). Several runs: one panel per named

@@ -41,7 +41,7 @@ def palette(n: int) -> list[tuple[float, float, float]]:
 
 @contextlib.contextmanager
 def theme() -> Iterator[None]:
-    """seaborn's whitegrid theme and the colour-blind palette, for this block only."""
+    """Seaborn's whitegrid theme and the colour-blind palette, for this block only."""
     rc = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=0.85)}
     rc["axes.prop_cycle"] = matplotlib.cycler(color=palette(10))
     with matplotlib.rc_context(rc):
@@ -77,8 +77,11 @@ def two_rows(top: Sequence[str], bottom: Sequence[str]) -> list[list[str]]:
 
 
 def heatmap_height(n_layers: int) -> float:
-    """Inches for a layer x step heatmap: room for a name per layer up to about 60 layers,
-    then capped (the axis thins its labels and names the module groups)."""
+    """Inches for a layer x step heatmap.
+
+    Room for a name per layer up to about 60 layers, then capped (the axis thins its labels
+    and names the module groups).
+    """
     return float(min(max(1.3 + 0.115 * n_layers, 2.6), 8.5))
 
 

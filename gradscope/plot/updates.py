@@ -78,8 +78,11 @@ def draw_update_fits(
 
 
 def draw_fit_misfit(misfit: FitMisfit, *, ax: Axes | None = None) -> Figure:
-    """KS distance of every fitted (layer, t): layers on the y axis (named by module group),
-    fit steps t on the x axis, log colour; a cross marks a rejected zero-mean law."""
+    """KS distance of every fitted (layer, t).
+
+    Layers on the y axis (named by module group), fit steps t on the x axis, log colour; a
+    cross marks a rejected zero-mean law.
+    """
     from matplotlib.colors import LogNorm
 
     if ax is None:

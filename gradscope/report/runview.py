@@ -89,8 +89,10 @@ class LayerSettings:
         return self.rows(key, slice(i, i + 1))[0]
 
     def path(self, key: str, t: int, col: int) -> np.ndarray:
-        """Values of ``key`` for layer ``col`` at every step 1..t (held between rows; the first
-        row's value before it)."""
+        """Values of ``key`` for layer ``col`` at every step 1..t.
+
+        Held between rows; the first row's value before it.
+        """
         st = self.run.steps
         last = int(np.searchsorted(st, t, side="right"))
         vals = self.rows(key, slice(0, max(last, 1)))[:, col]

@@ -215,8 +215,10 @@ class RunFile:
 
     @property
     def quantities(self) -> list[str]:
-        """Quantities with statistics and histograms in this file: the core ones the
-        optimizer defines, then its other state entries under their own keys."""
+        """Quantities with statistics and histograms in this file.
+
+        The core ones the optimizer defines, then its other state entries under their own keys.
+        """
         return list(self._quantities)
 
     @property
@@ -226,8 +228,11 @@ class RunFile:
 
     @property
     def unavailable(self) -> dict[str, str]:
-        """Core quantities this run lacks, each with the reason (e.g. ``"stepsize":
-        "stepsize undefined for this optimizer: ..."``); empty for files before this field."""
+        """Core quantities this run lacks, each with the reason.
+
+        E.g. ``"stepsize": "stepsize undefined for this optimizer: ..."``; empty for files before
+        this field.
+        """
         q = self._metadata.get("quantities") if isinstance(self._metadata, dict) else None
         un = q.get("unavailable") if isinstance(q, dict) else None
         return {str(k): str(v) for k, v in un.items()} if isinstance(un, dict) else {}

@@ -63,8 +63,11 @@ _OPEN_LOCK = threading.Lock()
 
 
 def _in_use_by_other_writer(path: Path) -> bool:
-    """Whether another writer holds ``path``: this process, gradscope's record lock in
-    another process, or HDF5's own exclusive file lock (a writer without SWMR)."""
+    """Whether another writer holds ``path``.
+
+    This process, gradscope's record lock in another process, or HDF5's own exclusive file
+    lock (a writer without SWMR).
+    """
     with _OPEN_LOCK:
         if str(path.resolve()) in _OPEN_PATHS:
             return True
@@ -212,8 +215,11 @@ class RunWriter:
         return self._error
 
     def write_summary(self, row: S.SummaryRow) -> None:
-        """Queue one summary row (blocks while the queue is full, or while a whole block of
-        earlier rows is not on disk yet)."""
+        """Queue one summary row.
+
+        Blocks while the queue is full, or while a whole block of earlier rows is not on disk
+        yet.
+        """
         self._put_row("summary", row)
 
     def write_samples(self, step: int, values: Mapping[str, np.ndarray]) -> None:

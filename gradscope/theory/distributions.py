@@ -583,13 +583,14 @@ def update_law(
     snr: float = 0.0,
     scaled: bool = False,
 ):
-    """The exact frozen law of the update at step t for the given case (docs/theory.md, section 5).
+    """Return the exact frozen law of the update at step t for the given case.
 
-    ``beta=None`` means simple averaging. Dispatches to the closed form where one exists
-    (simple averaging, EMA m with uniform v, with or without a constant mean) and to the
-    Imhof law otherwise; ``t = 1`` gives the two-point law ``+-bound``. ``scaled`` multiplies
-    by ``sqrt(t)`` (the paper's variable; simple averaging only). A non-zero ``snr`` with
-    ``beta2`` or ``sigma`` has no exact law: use :func:`gradscope.theory.simulate_adam`.
+    The laws are derived in docs/theory.md, section 5. ``beta=None`` means simple averaging.
+    Dispatches to the closed form where one exists (simple averaging, EMA m with uniform v,
+    with or without a constant mean) and to the Imhof law otherwise; ``t = 1`` gives the
+    two-point law ``+-bound``. ``scaled`` multiplies by ``sqrt(t)`` (the paper's variable;
+    simple averaging only). A non-zero ``snr`` with ``beta2`` or ``sigma`` has no exact law:
+    use :func:`gradscope.theory.simulate_adam`.
     """
     if t < 1 or int(t) != t:
         raise ValueError(f"t must be a positive integer, got {t}")

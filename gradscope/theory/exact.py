@@ -88,7 +88,7 @@ def cosine_pdf(x: ArrayLike, n: ArrayLike) -> FloatArray:
 
 
 def _t_of_cos(x: FloatArray, n: FloatArray) -> FloatArray:
-    """The monotone map ``T = x sqrt((n-1)/(1-x^2))`` (one-sample t statistic)."""
+    """Apply the monotone map ``T = x sqrt((n-1)/(1-x^2))`` (one-sample t statistic)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return x * np.sqrt((n - 1) / ((1 - x) * (1 + x)))
 
@@ -110,7 +110,7 @@ def cosine_abs_sf(x: ArrayLike, n: ArrayLike) -> FloatArray:
 
 
 def _collapse(a: ArrayLike) -> ArrayLike:
-    """A constant array (scipy broadcasts shapes to the data's size) as a scalar."""
+    """Return a constant array (scipy broadcasts shapes to the data's size) as a scalar."""
     arr = np.asarray(a)
     if arr.ndim and arr.size and np.all(arr == arr.flat[0]):
         return arr.flat[0]
@@ -262,7 +262,7 @@ def ema_weights(t: int, beta: float | None) -> FloatArray:
 
 
 def adam_weights(t: int, beta1: float | None, beta2: float | None) -> tuple[FloatArray, FloatArray]:
-    """The pair ``(w, a)`` of first- and second-moment weights of Adam at step t."""
+    """Return the pair ``(w, a)`` of first- and second-moment weights of Adam at step t."""
     return ema_weights(t, beta1), ema_weights(t, beta2)
 
 
@@ -349,7 +349,7 @@ def update_bound(w: ArrayLike, a: ArrayLike, scale: ArrayLike | None = None) -> 
 
 
 def adam_update_bound(t: ArrayLike, beta1: ArrayLike, beta2: ArrayLike) -> FloatArray:
-    """Closed form of the sharp bound for Adam's EMAs, ``gamma = beta1^2/beta2``."""
+    """Evaluate the closed form of the sharp bound for Adam's EMAs, ``gamma = beta1^2/beta2``."""
     t = np.asarray(t, dtype=float)
     b1 = np.asarray(beta1, dtype=float)
     b2 = np.asarray(beta2, dtype=float)
@@ -504,7 +504,7 @@ _CHUNK = 2_000_000  # complex elements per (points, nodes, t) block
 
 
 def _lambda_plus(b2: FloatArray, c: FloatArray) -> FloatArray:
-    """The positive root lam of sum b2/(lam + c) = 1 per row of ``c`` (c >= 0 real)."""
+    """Find the positive root lam of sum b2/(lam + c) = 1 per row of ``c`` (c >= 0 real)."""
     lo = np.zeros(c.shape[0])
     hi = np.full(c.shape[0], b2.sum())  # the sum is <= 1 there
     lam = hi.copy()
@@ -525,7 +525,7 @@ def _lambda_plus(b2: FloatArray, c: FloatArray) -> FloatArray:
 def _craig_log_h(
     sin2: FloatArray, x: np.ndarray, lam_real: FloatArray, b2: FloatArray, alpha: FloatArray
 ) -> np.ndarray:
-    """log h at the nodes ``sin2 = sin^2 th`` (nx, nodes); ``x`` real or complex (nx,)."""
+    """``log h`` at the nodes ``sin2 = sin^2 th`` (nx, nodes); ``x`` real or complex (nx,)."""
     c = x[:, None] ** 2 * alpha[None, :]
     lam = lam_real.astype(x.dtype)
     if np.iscomplexobj(x):  # complex step: Newton from the real root, quadratic convergence
@@ -542,8 +542,11 @@ def _craig_log_h(
 def _craig_block(
     x: FloatArray, b2: FloatArray, alpha: FloatArray, want_pdf: bool
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """``P(|u| <= x)``, ``P(|u| > x)`` (each from the form that keeps its relative
-    precision) and the x-derivative of the first, for ``0 < x < bound`` (one memory block)."""
+    """``P(|u| <= x)``, ``P(|u| > x)`` and the x-derivative of the first.
+
+    The two probabilities each come from the form that keeps its relative precision; for
+    ``0 < x < bound`` (one memory block).
+    """
     lam = _lambda_plus(b2, x[:, None] ** 2 * alpha[None, :])
     h_step = 1e-20 * x
     xc = x + 1j * h_step
