@@ -404,8 +404,9 @@ class NonfiniteSummary:
     total: np.ndarray
     rows: np.ndarray
     first_step: np.ndarray
-    loss_total: np.ndarray
-    loss_first_step: np.ndarray
+    # 0-d counts: NumPy integers (np.int64) as the analyzer builds them
+    loss_total: np.ndarray | np.integer
+    loss_first_step: np.ndarray | np.integer
     _ROWS: ClassVar[tuple[str, ...]] = ()
     _SUMS: ClassVar[tuple[str, ...]] = ("total", "rows", "loss_total")
     _FIRST: ClassVar[tuple[str, ...]] = ("first_step", "loss_first_step")
@@ -467,8 +468,9 @@ class ExamplewiseProfile:
     network_orthogonality_test: np.ndarray
     n_tested: np.ndarray
     n_too_small: np.ndarray
-    network_n_tested: np.ndarray
-    network_n_too_small: np.ndarray
+    # 0-d counts: NumPy integers (np.int64) as the analyzer builds them
+    network_n_tested: np.ndarray | np.integer
+    network_n_too_small: np.ndarray | np.integer
     theta: float
     _ROWS: ClassVar[tuple[str, ...]] = (
         "steps",

@@ -88,7 +88,10 @@ class _Snapshot:
         self.prev: dict[Tensor, Tensor] = {}
         self.prev_state: dict[Tensor, dict[str, Tensor]] = {}
         self.keys = prev_state
-        self.handle = opt.register_step_pre_hook(torch.compiler.disable(self._pre_hook))
+        # torch.compiler.disable is typed as the union of its decorator forms; given a
+        # function it returns the (not compiled) function, a valid step pre-hook
+        hook: Any = torch.compiler.disable(self._pre_hook)
+        self.handle = opt.register_step_pre_hook(hook)
 
     def _pre_hook(self, opt: torch.optim.Optimizer, _args: Any, _kwargs: Any) -> None:
         self.prev = {}
@@ -136,7 +139,9 @@ def _direction(group: Mapping[str, Any], p: Tensor, prev: Tensor) -> Tensor:
 
     ``s = -1`` when maximizing.
     """
-    g = p.grad * _sign(group)
+    grad = p.grad
+    assert grad is not None  # callers skip the parameters that took no gradient
+    g = grad * _sign(group)
     wd = group.get("weight_decay", 0.0)
     if wd and not group.get("decoupled_weight_decay", False):
         g = g + wd * prev
@@ -242,7 +247,9 @@ def _adafactor(group: Mapping[str, Any], p: Tensor, st: Mapping[str, Any], prev:
     lr = float(group["lr"])
     rho = min(lr, 1.0 / t**0.5)
     alpha = max(eps2, prev.norm(2).item() / (p.numel() ** 0.5)) * rho
-    g = p.grad * _sign(group)
+    grad = p.grad
+    assert grad is not None  # callers skip the parameters that took no gradient
+    g = grad * _sign(group)
     if g.dim() > 1:
         row, col = st["row_var"], st["col_var"]
         var = (row @ col).div_(row.mean(dim=-2, keepdim=True).clamp_(min=eps1))

@@ -24,7 +24,8 @@ def _groups_meta(run: RunFile) -> list[dict[str, Any]]:
     opt = meta.get("optimizer", {})
     opt = opt if isinstance(opt, dict) else {}
     groups = opt.get("param_groups")
-    defaults = opt.get("defaults") if isinstance(opt.get("defaults"), dict) else {}
+    defaults = opt.get("defaults")
+    defaults = defaults if isinstance(defaults, dict) else {}
     if isinstance(groups, list) and groups and all(isinstance(g, dict) for g in groups):
         return [{**defaults, **g} for g in groups]
     return [dict(defaults)] if defaults else []

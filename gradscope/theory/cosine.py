@@ -13,7 +13,7 @@ control the false-positive rate at ``1/n``; :func:`sqrt_log_threshold_fpr` gives
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -252,7 +252,9 @@ def combine_pvalues(
     ``scipy.stats.combine_pvalues``.
     """
     p = np.asarray(pvalues, dtype=float)
-    return np.asarray(stats.combine_pvalues(p, method=method, axis=axis).pvalue)
+    # scipy types the result as a private class without its fields
+    res: Any = stats.combine_pvalues(p, method=method, axis=axis)
+    return np.asarray(res.pvalue)
 
 
 def fdr_control(
