@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "figure",
+    "figure_of",
     "heatmap_height",
     "log_scale",
     "mosaic",
@@ -68,6 +69,15 @@ def figure(
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     return fig, axes
+
+
+def figure_of(ax: Axes) -> Figure:
+    """The figure ``ax`` draws on.
+
+    matplotlib types ``Axes.figure`` as a Figure or a SubFigure; gradscope's panels live on
+    the plain Figures that :func:`figure` and :func:`mosaic` make.
+    """
+    return cast(Figure, ax.figure)
 
 
 def mosaic(
