@@ -23,6 +23,10 @@ change touches one place. The tests run every optimizer through every backend an
 agreement with a float64 oracle.
 """
 
+# torch.optim calls torch._foreach_* the same way; torch leaves those names out of its
+# __all__, so pyright would report each use as a private import.
+# pyright: reportPrivateImportUsage=false
+
 from __future__ import annotations
 
 import itertools
@@ -309,11 +313,11 @@ class _Foreach:
         return SINGLE
 
     @staticmethod
-    def neg(x: list[Tensor]) -> list[Tensor]:
+    def neg(x: list[Tensor]) -> tuple[Tensor, ...]:
         return torch._foreach_neg(x)
 
     @staticmethod
-    def add_scaled(x: list[Tensor], y: list[Tensor], alpha: float) -> list[Tensor]:
+    def add_scaled(x: list[Tensor], y: list[Tensor], alpha: float) -> tuple[Tensor, ...]:
         return torch._foreach_add(x, y, alpha=alpha)
 
     @staticmethod
@@ -329,7 +333,7 @@ class _Foreach:
         torch._foreach_lerp_(x, y, w)
 
     @staticmethod
-    def sub(x: list[Tensor], y: list[Tensor]) -> list[Tensor]:
+    def sub(x: list[Tensor], y: list[Tensor]) -> tuple[Tensor, ...]:
         return torch._foreach_sub(x, y)
 
     @staticmethod
@@ -349,7 +353,7 @@ class _Foreach:
         torch._foreach_add_(x, c)
 
     @staticmethod
-    def div(x: list[Tensor], c: float) -> list[Tensor]:
+    def div(x: list[Tensor], c: float) -> tuple[Tensor, ...]:
         return torch._foreach_div(x, c)
 
     @staticmethod
@@ -371,20 +375,22 @@ class _Foreach:
         torch._foreach_addcmul_(v, sign, g2, value=-(1.0 - beta))
 
     @staticmethod
-    def sqrt_add(v: list[Tensor], eps: float) -> list[Tensor]:
+    def sqrt_add(v: list[Tensor], eps: float) -> tuple[Tensor, ...]:
         d = torch._foreach_sqrt(v)
         if eps:
             torch._foreach_add_(d, eps)
         return d
 
     @staticmethod
-    def lincomb(x: list[Tensor], a: list[Tensor], y: list[Tensor], b: list[Tensor]) -> list[Tensor]:
+    def lincomb(
+        x: list[Tensor], a: list[Tensor], y: list[Tensor], b: list[Tensor]
+    ) -> tuple[Tensor, ...]:
         out = _Foreach.scale(y, b)
         torch._foreach_add_(out, _Foreach.scale(x, a))
         return out
 
     @staticmethod
-    def scale(x: list[Tensor], s: list[Tensor]) -> list[Tensor]:
+    def scale(x: list[Tensor], s: list[Tensor]) -> tuple[Tensor, ...]:
         return torch._foreach_mul(x, [si.to(xi.dtype) for xi, si in zip(x, s)])
 
     @staticmethod
@@ -417,7 +423,7 @@ class _Foreach:
         return [ri.mean(dtype=acc_dtype(ri.dtype)) * sqrt_c for ri in r]
 
     @staticmethod
-    def scale_add(x: list[Tensor], f: list[Tensor], c: float) -> list[Tensor]:
+    def scale_add(x: list[Tensor], f: list[Tensor], c: float) -> tuple[Tensor, ...]:
         out = _Foreach.scale(x, f)
         torch._foreach_add_(out, c)
         return out
@@ -449,7 +455,7 @@ class _Foreach:
         return d
 
     @staticmethod
-    def diff_into(x: list[Tensor], prev: list[Tensor]) -> list[Tensor]:
+    def diff_into(x: list[Tensor], prev: list[Tensor]) -> tuple[Tensor, ...]:
         # one fused kernel; the device caching allocator makes the new list cheap
         return torch._foreach_sub(x, prev)
 
