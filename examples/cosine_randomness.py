@@ -33,6 +33,7 @@ ap.add_argument("--device", default="cpu")
 ap.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp()))
 ap.add_argument("--alpha", type=float, default=0.05)
 args = ap.parse_args()
+args.out.mkdir(parents=True, exist_ok=True)
 
 model = make_digits_mlp(hidden=(64, 64, 64, 64)).to(args.device)
 opt = O.SGD(model.parameters(), lr=0.05)  # plain SGD: the tested vectors are the gradients

@@ -29,6 +29,7 @@ ap.add_argument("--scale", type=float, default=1.0, help="multiplies epochs (1 =
 ap.add_argument("--device", default="cpu")
 ap.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp()))
 args = ap.parse_args()
+args.out.mkdir(parents=True, exist_ok=True)
 epochs = max(1, round(10 * args.scale))
 
 optimizers = {
@@ -50,7 +51,7 @@ for name, make in optimizers.items():
     std[name] = float(np.median(layer_std))
     spread[name] = float(np.log10(layer_mean.max() / layer_mean.min()))
     print(
-        f"{name:10s} median layer std(u) {std[name]:10.3f}   "
+        f"{name:10s} median within-layer std of u (absolute) {std[name]:10.3f}   "
         f"log10 spread of layer means {spread[name]:.3f}   ({path})"
     )
 

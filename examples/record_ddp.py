@@ -46,6 +46,7 @@ if __name__ == "__main__":
     ap.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp()))
     ap.add_argument("--steps", type=int, default=30)
     args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -37,6 +37,7 @@ if __name__ == "__main__":
     ap.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp()))
     ap.add_argument("--epochs", type=int, default=2)
     args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
     x, y, _, _ = load_digits_tensors()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=64,
                                          shuffle=True)  # fmt: skip

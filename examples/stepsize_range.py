@@ -28,6 +28,7 @@ ap.add_argument("--scale", type=float, default=1.0, help="multiplies epochs (1 =
 ap.add_argument("--device", default="cpu")
 ap.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp()))
 args = ap.parse_args()
+args.out.mkdir(parents=True, exist_ok=True)
 epochs = max(1, round(10 * args.scale))
 
 log_range = {}

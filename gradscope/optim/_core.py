@@ -66,6 +66,33 @@ def buckets(keys: Sequence[Hashable]) -> list[list[int]]:
     return list(out.values())
 
 
+#: the most coordinates one CPU foreach call covers: the multi-tensor ops' temporaries of a
+#: part this size stay in cache (a whole-model foreach on the CPU streams every temporary
+#: through memory and was slower than the per-tensor loop)
+CPU_FOREACH_NUMEL = 1 << 18
+
+
+def _chunks(path: str, idx: list[int], params: Sequence[Tensor]) -> list[list[int]]:
+    """A bucket's indices in the parts one backend call takes: at most
+    :data:`FUSED_CHUNK` tensors for a fused graph; on the CPU, foreach parts of at most
+    :data:`CPU_FOREACH_NUMEL` coordinates (a larger tensor alone); else the whole bucket."""
+    if path == "fused":
+        return [idx[s : s + FUSED_CHUNK] for s in range(0, len(idx), FUSED_CHUNK)]
+    if params[idx[0]].device.type != "cpu":
+        return [idx]
+    parts: list[list[int]] = []
+    size = 0
+    for i in idx:
+        n = params[i].numel()
+        if parts and size + n <= CPU_FOREACH_NUMEL:
+            parts[-1].append(i)
+            size += n
+        else:
+            parts.append([i])
+            size = n
+    return parts
+
+
 class NotTrackedError(RuntimeError):
     """``last_step`` was asked for a step that ran without tracking."""
 
@@ -446,9 +473,7 @@ class AdaptiveOptimizer(TrackedOptimizer):
                 continue
             keys = [(p.device, p.dtype, int(st["step"])) for p, st in zip(params, states)]
             for idx in buckets(keys):
-                chunk = FUSED_CHUNK if path == "fused" else len(idx)
-                for s in range(0, len(idx), chunk):
-                    part = idx[s : s + chunk]
+                for part in _chunks(path, idx, params):
                     self._run(
                         path,
                         group,
