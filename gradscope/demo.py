@@ -60,8 +60,10 @@ class ComparisonRow:
 
     @property
     def median_relative_std(self) -> float:
-        """Median over layers of the within-layer std/mean of the stepsize u (last recorded
-        row): the report's "median within-layer std/mean of u (last step)"."""
+        """Median over layers of the within-layer std/mean of the stepsize u (last recorded row).
+
+        The report's "median within-layer std/mean of u (last step)".
+        """
         m, s = np.asarray(self.layer_mean, dtype=float), np.asarray(self.layer_std, dtype=float)
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = s / m

@@ -414,11 +414,13 @@ def examplewise_moments(
             dots = _projections(last, mean)
         else:
             end_rng = fn.rng_state()
+            assert start_rng is not None  # taken above whenever projections need two passes
             fn.set_rng_state(start_rng)
             parts = [_projections(fn(chunk)[0], mean) for chunk in _chunks(batch, n, size)]
             fn.set_rng_state(end_rng)
             dots = {k: torch.cat([p[k] for p in parts]) for k in mean}
 
+    assert acc.loss_sum is not None  # n >= 1 (checked by _batch_size): at least one chunk
     return ExamplewiseMoments(
         batch_size=n, mean=mean, sq_mean=sq_mean, var=var, dots=dots, loss=acc.loss_sum / n
     )

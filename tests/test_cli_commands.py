@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gradscope.cli import app
-from tests.test_report import runs
+from tests.helpers import runs
 
 runner = CliRunner()
 

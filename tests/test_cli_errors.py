@@ -14,7 +14,7 @@ from gradscope.cli._errors import one_line
 from gradscope.cli._render import clean
 from gradscope.errors import RunFileError
 from gradscope.report.export import text_cell
-from tests.test_report import runs
+from tests.helpers import runs
 
 runner = CliRunner()
 HOSTILE = '\x1b]0;pwned\x07\x1b[31m=HYPERLINK("http://x")\r\nfc.weight'

@@ -22,6 +22,7 @@ non-central laws at each sampled coordinate's own gradient signal-to-noise ratio
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +37,9 @@ from gradscope.analysis.results import (
     UpdateFit,
     UpdateMoments,
 )
+
+if TYPE_CHECKING:
+    from scipy.stats._distn_infrastructure import rv_continuous_frozen
 
 __all__ = [
     "dead_coordinates",
@@ -72,13 +76,13 @@ def normalized_update(update: npt.ArrayLike, lr: npt.ArrayLike) -> np.ndarray:
     return -np.asarray(update, dtype=float) / lr
 
 
-def reference_law(t: int, beta1: float | None):  # noqa: ANN201 - a frozen scipy law
+def reference_law(t: int, beta1: float | None) -> rv_continuous_frozen:
     """The frozen exact law used as reference at step ``t >= 2`` (EMA m, uniform v)."""
     if t < 2:
         raise ValueError(f"the update law has a density only from t = 2, got t = {t}")
-    if beta1 is None:
-        return theory.adam_update(t)
-    return theory.ema_update(t, beta1)
+    law = theory.adam_update(t) if beta1 is None else theory.ema_update(t, beta1)
+    # scipy types freezing any law as "continuous or discrete"; these laws are continuous
+    return cast("rv_continuous_frozen", law)
 
 
 def law_scale(t: int, beta1: float | None | npt.ArrayLike) -> float:
@@ -325,7 +329,8 @@ def update_fit(
     if xk.size < 2:
         raise ValueError(f"need at least 2 finite live updates, got {xk.size}")
     k = law_scale(t, beta1)
-    law = theory.cosine_null(t, scale=k)
+    # scipy types freezing any law as "continuous or discrete"; this one is continuous
+    law = cast("rv_continuous_frozen", theory.cosine_null(t, scale=k))
     var = k**2 / t
     var_abs = k**2 * float(theory.var_abs_update(t))
     gof = theory.goodness_of_fit(xk, law, law_var=var, law_abs_var=var_abs)
@@ -491,7 +496,7 @@ def select_fit_steps(
 
 def update_moments(
     steps: npt.ArrayLike,
-    x: npt.ArrayLike,
+    x: np.ndarray | Sequence[npt.ArrayLike],
     beta1: float | None | npt.ArrayLike,
     layers: Sequence[str],
     *,

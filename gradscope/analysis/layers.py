@@ -90,10 +90,12 @@ class NamedLayers:
 def named_layers(
     names: Sequence[str], values: npt.ArrayLike | None = None, k: int = 6, what: str = "value"
 ) -> NamedLayers:
-    """At most ``k`` representative layers: every layer when ``len(names) <= k`` (a small
-    network, e.g. an MLP with 3 weights and 3 biases); else the
-    first, the middle and the last layer by depth, and the layers with the largest and the
-    smallest finite ``values`` (e.g. the last step's mean stepsize), without repeats.
+    """At most ``k`` representative layers.
+
+    Every layer when ``len(names) <= k`` (a small network, e.g. an MLP with 3 weights and 3
+    biases); else the first, the middle and the last layer by depth, and the layers with the
+    largest and the smallest finite ``values`` (e.g. the last step's mean stepsize), without
+    repeats.
 
     Args:
         names: layer names, input -> output.

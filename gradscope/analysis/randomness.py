@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -107,7 +108,7 @@ def cosine_randomness(
     nn = np.where(testable, n, 2.0)
     tau = np.where(testable, sqrt_log_threshold(nn), np.nan)
     rule_hit = (np.abs(cc) > tau) & tested & applies_row
-    applies = applies_row.all(axis=0)
+    applies = np.asarray(applies_row.all(axis=0))  # a per-layer array (typed as a union)
     off = [name for name, ok in zip(layers, applies) if not ok]
     note = ""
     if off:
@@ -150,7 +151,8 @@ def significance_trend(res: RandomnessResult) -> SignificanceTrend:
     if ok.sum() >= 3 and np.ptp(f[ok]) > 0:
         for key, other in (("size", res.sizes.astype(float)), ("depth", depth)):
             if np.ptp(other[ok]) > 0:
-                r = stats.spearmanr(f[ok], other[ok])
+                # scipy types the result as a private class without its two fields
+                r: Any = stats.spearmanr(f[ok], other[ok])
                 out[key] = (float(r.statistic), float(r.pvalue))
     return SignificanceTrend(
         quantity=res.quantity,

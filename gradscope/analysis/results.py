@@ -44,10 +44,12 @@ class StepsizeProfile:
 
     @property
     def geometric_band(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(lo, hi)`` = ``mean / f`` and ``mean * f`` with ``f = exp(sigma)``,
-        ``sigma^2 = log(1 + (std/mean)^2)``: the one-sigma band of the log-normal law with
-        this mean and std. It stays above 0 when std > mean, where ``mean - std`` would
-        not, so it can be drawn on a log axis (a geometric error bar)."""
+        """The one-sigma band ``(lo, hi)`` of the log-normal law with this mean and std.
+
+        ``(lo, hi)`` = ``mean / f`` and ``mean * f`` with ``f = exp(sigma)``,
+        ``sigma^2 = log(1 + (std/mean)^2)``. It stays above 0 when std > mean, where
+        ``mean - std`` would not, so it can be drawn on a log axis (a geometric error bar).
+        """
         with np.errstate(divide="ignore", invalid="ignore"):
             f = np.exp(np.sqrt(np.log1p(np.square(self.std / self.mean))))
             return self.mean / f, self.mean * f
@@ -154,8 +156,10 @@ class RandomnessResult:
 
     @property
     def cosine_over_critical(self) -> np.ndarray:
-        """``(T, L)`` signed cosine in units of the layer's exact 5% critical value
-        (``|x| > 1``: that step alone would be flagged at 5% before the FDR correction)."""
+        """``(T, L)`` signed cosine in units of the layer's exact 5% critical value.
+
+        ``|x| > 1``: that step alone would be flagged at 5% before the FDR correction.
+        """
         with np.errstate(divide="ignore", invalid="ignore"):
             return self.cosine / np.asarray(self.critical_value, dtype=float)[None, :]
 
@@ -260,9 +264,12 @@ class TwoPointCheck:
 
 @dataclass(frozen=True)
 class FitMisfit:
-    """The update fits of a run as a table: KS distance per fit step ``t`` (rows) and layer
-    (columns, NaN where the layer was not fitted at that step); ``rejected`` marks cells
-    where the zero-mean law is rejected (:attr:`UpdateFit.rejected`)."""
+    """The update fits of a run as a table.
+
+    KS distance per fit step ``t`` (rows) and layer (columns, NaN where the layer was not
+    fitted at that step); ``rejected`` marks cells where the zero-mean law is rejected
+    (:attr:`UpdateFit.rejected`).
+    """
 
     layers: tuple[str, ...]
     t: np.ndarray
@@ -397,8 +404,9 @@ class NonfiniteSummary:
     total: np.ndarray
     rows: np.ndarray
     first_step: np.ndarray
-    loss_total: np.ndarray
-    loss_first_step: np.ndarray
+    # 0-d counts: NumPy integers (np.int64) as the analyzer builds them
+    loss_total: np.ndarray | np.integer
+    loss_first_step: np.ndarray | np.integer
     _ROWS: ClassVar[tuple[str, ...]] = ()
     _SUMS: ClassVar[tuple[str, ...]] = ("total", "rows", "loss_total")
     _FIRST: ClassVar[tuple[str, ...]] = ("first_step", "loss_first_step")
@@ -460,8 +468,9 @@ class ExamplewiseProfile:
     network_orthogonality_test: np.ndarray
     n_tested: np.ndarray
     n_too_small: np.ndarray
-    network_n_tested: np.ndarray
-    network_n_too_small: np.ndarray
+    # 0-d counts: NumPy integers (np.int64) as the analyzer builds them
+    network_n_tested: np.ndarray | np.integer
+    network_n_too_small: np.ndarray | np.integer
     theta: float
     _ROWS: ClassVar[tuple[str, ...]] = (
         "steps",

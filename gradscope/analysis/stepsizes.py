@@ -52,7 +52,7 @@ def stepsize_profile(
         raise ValueError(f"mean {mean.shape} and std {std.shape} must be (T, {len(layers)})")
     ok = np.isfinite(mean) & np.isfinite(std)
     small = np.where(ok, std <= rtol * np.abs(mean), True)
-    layerwise = small.all(axis=0) & ok.any(axis=0)
+    layerwise = np.asarray(small.all(axis=0) & ok.any(axis=0))  # per layer (typed as a union)
     return StepsizeProfile(
         layers=tuple(layers),
         steps=np.asarray(steps, dtype=np.int64).reshape(-1),

@@ -184,8 +184,10 @@ def _pair_lower(
 def compare_stepsize_verdicts(
     profiles: Sequence[StepsizeProfile], labels: Sequence[str]
 ) -> tuple[str, ...]:
-    """For every pair of runs: which has the lower within-layer spread (last row), in how many
-    of the layers both runs have (matched by name)."""
+    """For every pair of runs: which has the lower within-layer spread (last row).
+
+    Counted in how many of the layers both runs have (matched by name).
+    """
     out = []
     for a in range(len(profiles)):
         for b in range(a + 1, len(profiles)):
@@ -339,8 +341,10 @@ def step_length_verdict(s: StepLength) -> str:
 def compare_step_length_verdicts(
     lengths: Sequence[StepLength], labels: Sequence[str]
 ) -> tuple[str, ...]:
-    """For every pair of runs: which has the steadier (lower CV) step length, per common layer
-    and globally."""
+    """For every pair of runs: which has the steadier (lower CV) step length.
+
+    Per common layer and globally.
+    """
     out = []
     for a in range(len(lengths)):
         for b in range(a + 1, len(lengths)):
@@ -381,9 +385,11 @@ def nonfinite_verdict(nf: NonfiniteSummary) -> str:
 
 @dataclass(frozen=True)
 class PairTable:
-    """Runs against runs: ``lower[i, j]`` is in how many layers that both runs have (matched
-    by name, finite in both) run ``i`` has the lower ``what`` than run ``j``, of
-    ``common[i, j]`` such layers."""
+    """Runs against runs, counted over the layers both runs have.
+
+    ``lower[i, j]`` is in how many layers that both runs have (matched by name, finite in
+    both) run ``i`` has the lower ``what`` than run ``j``, of ``common[i, j]`` such layers.
+    """
 
     labels: tuple[str, ...]
     what: str

@@ -56,8 +56,11 @@ def report_bug(exc: BaseException) -> None:
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn gradscope's own errors and bad values into ``gradscope: error: <message>``
-    (exit 2), and any other exception into its traceback plus a bug line (exit 1)."""
+    """Turn an exception into one error line (user errors) or a traceback (bugs).
+
+    gradscope's own errors and bad values become ``gradscope: error: <message>`` (exit 2), any
+    other exception its traceback plus a bug line (exit 1).
+    """
     try:
         yield
     except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
@@ -83,8 +86,11 @@ def _open_and_close(path: Path) -> None:
 
 
 def check_run_files(paths: Sequence[Path]) -> None:
-    """Open and validate each run file in a forked child first (bounded time), so a file
-    that makes the HDF5 library loop or crash is one error line, not a hung process."""
+    """Open and validate each run file in a forked child first (bounded time).
+
+    A file that makes the HDF5 library loop or crash is then one error line, not a hung
+    process.
+    """
     from gradscope.runfile.validate import probe
 
     for p in paths:

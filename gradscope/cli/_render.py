@@ -21,8 +21,11 @@ console = Console()
 
 
 def clean(value: object) -> str:
-    """``value`` as text safe for a terminal: control characters (ESC, OSC, BEL, CR, line
-    breaks) from names and metadata become spaces, so a file cannot drive the terminal."""
+    """``value`` as text safe for a terminal.
+
+    Control characters (ESC, OSC, BEL, CR, line breaks) from names and metadata become spaces,
+    so a file cannot drive the terminal.
+    """
     return "".join(c if c.isprintable() else " " for c in str(value))
 
 

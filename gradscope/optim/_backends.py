@@ -1,5 +1,7 @@
-"""The execution backends of the optimizer pipeline: one tensor, ``torch._foreach_*`` lists,
-and the traced per-tensor form that ``torch.compile`` fuses into generated kernels.
+"""The execution backends of the optimizer pipeline.
+
+One tensor, ``torch._foreach_*`` lists, and the traced per-tensor form that
+``torch.compile`` fuses into generated kernels.
 
 Every piece of the pipeline (:mod:`gradscope.optim._functional`) is written once against
 the :class:`Backend` protocol and runs unchanged on each of these:
@@ -20,6 +22,10 @@ All ``torch._foreach_*`` calls of :mod:`gradscope.optim` live in this file, so a
 change touches one place. The tests run every optimizer through every backend and require
 agreement with a float64 oracle.
 """
+
+# torch.optim calls torch._foreach_* the same way; torch leaves those names out of its
+# __all__, so pyright would report each use as a private import.
+# pyright: reportPrivateImportUsage=false
 
 from __future__ import annotations
 
@@ -116,12 +122,12 @@ class _Single:
 
     @staticmethod
     def add_scaled(x: Tensor, y: Tensor, alpha: float) -> Tensor:
-        """x + alpha * y (new tensor)."""
+        """``x + alpha * y`` (new tensor)."""
         return torch.add(x, y, alpha=alpha)
 
     @staticmethod
     def add_scaled_(x: Tensor, y: Tensor, alpha: float) -> None:
-        """x <- x + alpha * y."""
+        """``x <- x + alpha * y``."""
         x.add_(y, alpha=alpha)
 
     @staticmethod
@@ -130,7 +136,7 @@ class _Single:
 
     @staticmethod
     def lerp_(x: Tensor, y: Tensor, w: float) -> None:
-        """x <- x + w (y - x), i.e. the EMA x <- (1 - w) x + w y."""
+        """``x <- x + w (y - x)``, i.e. the EMA ``x <- (1 - w) x + w y``."""
         x.lerp_(y, w)
 
     @staticmethod
@@ -139,12 +145,12 @@ class _Single:
 
     @staticmethod
     def ema_(v: Tensor, s: Tensor, beta: float) -> None:
-        """v <- beta v + (1 - beta) s."""
+        """``v <- beta v + (1 - beta) s``."""
         v.mul_(beta).add_(s, alpha=1.0 - beta)
 
     @staticmethod
     def ema_square_(v: Tensor, g: Tensor, beta: float, add: float = 0.0) -> None:
-        """v <- beta v + (1 - beta) g^2 + add, without a g^2 temporary.
+        """``v <- beta v + (1 - beta) g^2 + add``, without a g^2 temporary.
 
         With add != 0, beta v + add is one lerp towards add / (1 - beta).
         """
@@ -177,7 +183,7 @@ class _Single:
 
     @staticmethod
     def yogi_(v: Tensor, g: Tensor, beta: float) -> None:
-        """v <- v - (1 - beta) sign(v - g^2) g^2 (Yogi's additive second moment)."""
+        """``v <- v - (1 - beta) sign(v - g^2) g^2`` (Yogi's additive second moment)."""
         g2 = g * g
         v.addcmul_(torch.sign(v - g2), g2, value=-(1.0 - beta))
 
@@ -191,7 +197,7 @@ class _Single:
 
     @staticmethod
     def lincomb(x: Tensor, a: Scalar, y: Tensor, b: Scalar) -> Tensor:
-        """a x + b y with per-layer scalars a, b (two passes, one new tensor)."""
+        """``a x + b y`` with per-layer scalars a, b (two passes, one new tensor)."""
         if isinstance(a, float):
             return torch.mul(y, b).add_(x, alpha=a)
         out = y * b.to(y.dtype)
@@ -199,7 +205,7 @@ class _Single:
 
     @staticmethod
     def scale_add(x: Tensor, f: Scalar, c: float) -> Tensor:
-        """f x + c in one pass (a new tensor)."""
+        """``f x + c`` in one pass (a new tensor)."""
         c0 = torch.full((), c, dtype=x.dtype, device=x.device)
         if isinstance(f, float):
             return torch.add(c0, x, alpha=f)
@@ -207,7 +213,7 @@ class _Single:
 
     @staticmethod
     def scale(x: Tensor, s: Tensor) -> Tensor:
-        """x * s with s a per-layer 0-d scalar."""
+        """``x * s`` with s a per-layer 0-d scalar."""
         return x * s
 
     @staticmethod
@@ -244,9 +250,12 @@ class _Single:
 
     @staticmethod
     def stack(s: Tensor) -> Scalar:
-        """Per-layer scalar for scalar math: a python float on CPU (reading a CPU tensor is
-        no device sync, and float arithmetic avoids ~5 us of dispatch per 0-d tensor op),
-        the 0-d tensor itself on an accelerator (no host sync)."""
+        """Per-layer scalar for scalar math.
+
+        A python float on CPU (reading a CPU tensor is no device sync, and float arithmetic
+        avoids ~5 us of dispatch per 0-d tensor op), the 0-d tensor itself on an accelerator
+        (no host sync).
+        """
         return s.item() if s.device.type == "cpu" else s
 
     @staticmethod
@@ -255,12 +264,12 @@ class _Single:
 
     @staticmethod
     def apply_div_(x: Tensor, m: Tensor, d: Tensor, value: float) -> None:
-        """x <- x + value * m / d."""
+        """``x <- x + value * m / d``."""
         x.addcdiv_(m, d, value=value)
 
     @staticmethod
     def apply_mul_(x: Tensor, m: Tensor, u: Tensor, value: float) -> None:
-        """x <- x + value * u * m (u elementwise or a 0-d per-layer scalar)."""
+        """``x <- x + value * u * m`` (u elementwise or a 0-d per-layer scalar)."""
         if u.dim() == 0:
             x.add_(m * u.to(m.dtype), alpha=value)
         else:
@@ -277,7 +286,7 @@ class _Single:
 
     @staticmethod
     def diff_into(x: Tensor, prev: Tensor) -> Tensor:
-        """x - prev written over prev (a transient copy), returned: no allocation on the CPU."""
+        """``x - prev`` written over prev (a transient copy), returned: no allocation on the CPU."""
         return torch.sub(x, prev, out=prev)
 
     @staticmethod
@@ -304,11 +313,11 @@ class _Foreach:
         return SINGLE
 
     @staticmethod
-    def neg(x: list[Tensor]) -> list[Tensor]:
+    def neg(x: list[Tensor]) -> tuple[Tensor, ...]:
         return torch._foreach_neg(x)
 
     @staticmethod
-    def add_scaled(x: list[Tensor], y: list[Tensor], alpha: float) -> list[Tensor]:
+    def add_scaled(x: list[Tensor], y: list[Tensor], alpha: float) -> tuple[Tensor, ...]:
         return torch._foreach_add(x, y, alpha=alpha)
 
     @staticmethod
@@ -324,7 +333,7 @@ class _Foreach:
         torch._foreach_lerp_(x, y, w)
 
     @staticmethod
-    def sub(x: list[Tensor], y: list[Tensor]) -> list[Tensor]:
+    def sub(x: list[Tensor], y: list[Tensor]) -> tuple[Tensor, ...]:
         return torch._foreach_sub(x, y)
 
     @staticmethod
@@ -344,7 +353,7 @@ class _Foreach:
         torch._foreach_add_(x, c)
 
     @staticmethod
-    def div(x: list[Tensor], c: float) -> list[Tensor]:
+    def div(x: list[Tensor], c: float) -> tuple[Tensor, ...]:
         return torch._foreach_div(x, c)
 
     @staticmethod
@@ -366,20 +375,22 @@ class _Foreach:
         torch._foreach_addcmul_(v, sign, g2, value=-(1.0 - beta))
 
     @staticmethod
-    def sqrt_add(v: list[Tensor], eps: float) -> list[Tensor]:
+    def sqrt_add(v: list[Tensor], eps: float) -> tuple[Tensor, ...]:
         d = torch._foreach_sqrt(v)
         if eps:
             torch._foreach_add_(d, eps)
         return d
 
     @staticmethod
-    def lincomb(x: list[Tensor], a: list[Tensor], y: list[Tensor], b: list[Tensor]) -> list[Tensor]:
+    def lincomb(
+        x: list[Tensor], a: list[Tensor], y: list[Tensor], b: list[Tensor]
+    ) -> tuple[Tensor, ...]:
         out = _Foreach.scale(y, b)
         torch._foreach_add_(out, _Foreach.scale(x, a))
         return out
 
     @staticmethod
-    def scale(x: list[Tensor], s: list[Tensor]) -> list[Tensor]:
+    def scale(x: list[Tensor], s: list[Tensor]) -> tuple[Tensor, ...]:
         return torch._foreach_mul(x, [si.to(xi.dtype) for xi, si in zip(x, s)])
 
     @staticmethod
@@ -412,7 +423,7 @@ class _Foreach:
         return [ri.mean(dtype=acc_dtype(ri.dtype)) * sqrt_c for ri in r]
 
     @staticmethod
-    def scale_add(x: list[Tensor], f: list[Tensor], c: float) -> list[Tensor]:
+    def scale_add(x: list[Tensor], f: list[Tensor], c: float) -> tuple[Tensor, ...]:
         out = _Foreach.scale(x, f)
         torch._foreach_add_(out, c)
         return out
@@ -444,7 +455,7 @@ class _Foreach:
         return d
 
     @staticmethod
-    def diff_into(x: list[Tensor], prev: list[Tensor]) -> list[Tensor]:
+    def diff_into(x: list[Tensor], prev: list[Tensor]) -> tuple[Tensor, ...]:
         # one fused kernel; the device caching allocator makes the new list cheap
         return torch._foreach_sub(x, prev)
 

@@ -73,9 +73,11 @@ CPU_FOREACH_NUMEL = 1 << 18
 
 
 def _chunks(path: str, idx: list[int], params: Sequence[Tensor]) -> list[list[int]]:
-    """A bucket's indices in the parts one backend call takes: at most
-    :data:`FUSED_CHUNK` tensors for a fused graph; on the CPU, foreach parts of at most
-    :data:`CPU_FOREACH_NUMEL` coordinates (a larger tensor alone); else the whole bucket."""
+    """A bucket's indices in the parts one backend call takes.
+
+    At most :data:`FUSED_CHUNK` tensors for a fused graph; on the CPU, foreach parts of at
+    most :data:`CPU_FOREACH_NUMEL` coordinates (a larger tensor alone); else the whole bucket.
+    """
     if path == "fused":
         return [idx[s : s + FUSED_CHUNK] for s in range(0, len(idx), FUSED_CHUNK)]
     if params[idx[0]].device.type != "cpu":
@@ -173,7 +175,7 @@ class TrackedOptimizer(torch.optim.Optimizer):
 
     @staticmethod
     def _use_foreach(foreach: bool | None, params: list[Tensor]) -> bool:
-        """torch's default: foreach on CUDA tensors only, unless the user chose."""
+        """PyTorch's default: foreach on CUDA tensors only, unless the user chose."""
         if foreach is not None:
             return foreach
         return bool(params) and all(p.is_cuda for p in params)

@@ -27,9 +27,11 @@ COMMON_ARGS = """
 
 
 def with_args(cls: type, extra: str = "") -> str:
-    """``cls``'s docstring with the shared argument list (and ``extra``, its own ones),
-    keeping only the arguments its ``__init__`` takes: a docstring never documents a
-    keyword the class refuses."""
+    """``cls``'s docstring with the shared argument list (and ``extra``, its own ones).
+
+    Only the arguments its ``__init__`` takes are kept: a docstring never documents a keyword
+    the class refuses.
+    """
     takes = set(inspect.signature(cls.__init__).parameters)
     lines, keep = [], True
     for line in COMMON_ARGS.splitlines():

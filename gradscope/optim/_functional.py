@@ -129,7 +129,7 @@ class StepsizePiece:
 
 
 def _adam(ops: Backend, v: Operand, m: Operand, hp: dict) -> Step:
-    """u = 1 / (sqrt(v / bc2) + eps) = c / (sqrt(v) + eps c), c = sqrt(bc2).
+    """``u = 1 / (sqrt(v / bc2) + eps) = c / (sqrt(v) + eps c)``, ``c = sqrt(bc2)``.
 
     Folding sqrt(bc2) into c saves a pass over the denominator.
     """
@@ -184,7 +184,7 @@ def set_transform(ops: Backend, v: Operand, bc2: Scalar, eps: Scalar, tau: float
 
 
 def _ratio(num: Scalar, den: Scalar) -> Scalar:
-    """num / den, and 0 where den is 0 (floats, or tensors without a host sync)."""
+    """``num / den``, and 0 where den is 0 (floats, or tensors without a host sync)."""
     if isinstance(den, float):
         return num / den if den > 0 else 0.0
     return torch.where(den > 0, num / den.clamp_min(1e-300), 0.0)

@@ -336,7 +336,9 @@ class MSVAG(AdaptiveOptimizer):
 
 for _cls in (RAdam, Yogi):
     _cls.__doc__ = with_args(_cls)
-MSVAG.__doc__ += """
+MSVAG.__doc__ = (
+    (MSVAG.__doc__ or "")
+    + """
     Args:
         params: iterable of parameters or dicts defining parameter groups.
         lr: learning rate.
@@ -346,3 +348,4 @@ MSVAG.__doc__ += """
         foreach: multi-tensor path; None picks it for CUDA parameters.
         fused: one compiled graph per bucket (see the other optimizers' ``fused``).
 """
+)

@@ -88,7 +88,10 @@ class _Snapshot:
         self.prev: dict[Tensor, Tensor] = {}
         self.prev_state: dict[Tensor, dict[str, Tensor]] = {}
         self.keys = prev_state
-        self.handle = opt.register_step_pre_hook(torch.compiler.disable(self._pre_hook))
+        # torch.compiler.disable is typed as the union of its decorator forms; given a
+        # function it returns the (not compiled) function, a valid step pre-hook
+        hook: Any = torch.compiler.disable(self._pre_hook)
+        self.handle = opt.register_step_pre_hook(hook)
 
     def _pre_hook(self, opt: torch.optim.Optimizer, _args: Any, _kwargs: Any) -> None:
         self.prev = {}
@@ -132,9 +135,13 @@ def _sign(group: Mapping[str, Any]) -> float:
 
 
 def _direction(group: Mapping[str, Any], p: Tensor, prev: Tensor) -> Tensor:
-    """The gradient the rule consumed: ``s g + wd x_{t-1}`` (coupled decay), ``s = -1`` when
-    maximizing."""
-    g = p.grad * _sign(group)
+    """The gradient the rule consumed: ``s g + wd x_{t-1}`` (coupled decay).
+
+    ``s = -1`` when maximizing.
+    """
+    grad = p.grad
+    assert grad is not None  # callers skip the parameters that took no gradient
+    g = grad * _sign(group)
     wd = group.get("weight_decay", 0.0)
     if wd and not group.get("decoupled_weight_decay", False):
         g = g + wd * prev
@@ -146,17 +153,21 @@ def _t(st: Mapping[str, Any]) -> float:
 
 
 def _adagrad(group: Mapping[str, Any], p: Tensor, st: Mapping[str, Any], prev: Tensor, _ps: Any):
-    """Adagrad: ``x -= lr / (1 + (t-1) lr_decay) * g / (sqrt(sum) + eps)``;
-    u = ``1 / ((1 + (t-1) lr_decay) (sqrt(sum) + eps))``, direction g."""
+    """Adagrad: ``x -= lr / (1 + (t-1) lr_decay) * g / (sqrt(sum) + eps)``.
+
+    u = ``1 / ((1 + (t-1) lr_decay) (sqrt(sum) + eps))``, direction g.
+    """
     decay = 1.0 + (_t(st) - 1.0) * group["lr_decay"]
     u = st["sum"].sqrt().add_(group["eps"]).mul_(decay).reciprocal_()
     return u, None, None
 
 
 def _rmsprop(group: Mapping[str, Any], p: Tensor, st: Mapping[str, Any], prev: Tensor, _ps: Any):
-    """RMSprop: ``avg = sqrt(v - [centered] gbar**2) + eps``; without momentum
-    ``x -= lr g / avg``; with momentum ``buf = mu buf + g / avg``, ``x -= lr buf``.
-    u = ``1 / avg`` (the stepsize this step's gradient gets), direction g."""
+    """RMSprop: ``avg = sqrt(v - [centered] gbar**2) + eps``.
+
+    Without momentum ``x -= lr g / avg``; with momentum ``buf = mu buf + g / avg``,
+    ``x -= lr buf``. u = ``1 / avg`` (the stepsize this step's gradient gets), direction g.
+    """
     v = st["square_avg"]
     avg = v.addcmul(st["grad_avg"], st["grad_avg"], value=-1) if group["centered"] else v
     u = avg.sqrt().add_(group["eps"]).reciprocal_()
@@ -164,14 +175,19 @@ def _rmsprop(group: Mapping[str, Any], p: Tensor, st: Mapping[str, Any], prev: T
 
 
 def _adamax(group: Mapping[str, Any], p: Tensor, st: Mapping[str, Any], prev: Tensor, _ps: Any):
-    """Adamax: ``u_inf = max(b2 u_inf, |g| + eps)``, ``x -= lr / bc1 * m / u_inf``;
-    u = ``1 / exp_inf``, direction ``m / bc1``."""
+    """Adamax: ``u_inf = max(b2 u_inf, |g| + eps)``, ``x -= lr / bc1 * m / u_inf``.
+
+    u = ``1 / exp_inf``, direction ``m / bc1``.
+    """
     return st["exp_inf"].reciprocal(), st["exp_avg"], None
 
 
 def _nadam(group: Mapping[str, Any], p: Tensor, st: Mapping[str, Any], prev: Tensor, _ps: Any):
-    """NAdam: ``x -= lr [(1-mu_t)/(1-prod_t) g + mu_{t+1}/(1-prod_t mu_{t+1}) m] /
-    (sqrt(v / bc2) + eps)``; u = ``1 / (sqrt(v / bc2) + eps)``."""
+    """NAdam: u = ``1 / (sqrt(v / bc2) + eps)``.
+
+    ``x -= lr [(1-mu_t)/(1-prod_t) g + mu_{t+1}/(1-prod_t mu_{t+1}) m] /
+    (sqrt(v / bc2) + eps)``.
+    """
     bc2 = 1.0 - group["betas"][1] ** _t(st)
     u = st["exp_avg_sq"].div(bc2).sqrt_().add_(group["eps"]).reciprocal_()
     return u, st["exp_avg"], st["exp_avg_sq"]
@@ -189,8 +205,11 @@ def _radam_rect(group: Mapping[str, Any], t: float) -> float | None:
 
 
 def _radam(group: Mapping[str, Any], p: Tensor, st: Mapping[str, Any], prev: Tensor, _ps: Any):
-    """RAdam: ``x -= lr * m / bc1 * u`` with ``u = r_t sqrt(bc2) / (sqrt(v) + eps)`` once
-    ``rho_t > 5``, else ``u = 1`` (a 0-d tensor: one value for the layer)."""
+    """RAdam: ``x -= lr * m / bc1 * u``.
+
+    With ``u = r_t sqrt(bc2) / (sqrt(v) + eps)`` once ``rho_t > 5``, else ``u = 1`` (a 0-d
+    tensor: one value for the layer).
+    """
     t = _t(st)
     rect = _radam_rect(group, t)
     if rect is None:
@@ -202,9 +221,11 @@ def _radam(group: Mapping[str, Any], p: Tensor, st: Mapping[str, Any], prev: Ten
 
 
 def _adadelta(group: Mapping[str, Any], p: Tensor, st: Mapping[str, Any], prev: Tensor, ps: Any):
-    """Adadelta: ``x -= lr * sqrt(acc_{t-1} + eps) / sqrt(v_t + eps) * g``;
-    u = ``sqrt(acc_delta_{t-1} + eps) / sqrt(square_avg + eps)`` (acc_delta before the
-    step, from the snapshot), direction g."""
+    """Adadelta: ``x -= lr * sqrt(acc_{t-1} + eps) / sqrt(v_t + eps) * g``.
+
+    u = ``sqrt(acc_delta_{t-1} + eps) / sqrt(square_avg + eps)`` (acc_delta before the step,
+    from the snapshot), direction g.
+    """
     acc = ps.get("acc_delta")
     if acc is None:  # the first step: torch starts it at zero
         acc = torch.zeros_like(p)
@@ -213,10 +234,12 @@ def _adadelta(group: Mapping[str, Any], p: Tensor, st: Mapping[str, Any], prev: 
 
 
 def _adafactor(group: Mapping[str, Any], p: Tensor, st: Mapping[str, Any], prev: Tensor, _ps: Any):
-    """Adafactor (torch's): ``x -= alpha / denom * g / sqrt(max(V, eps1**2))`` with
-    ``V = row_var col_var / mean(row_var)`` (factored, 2-D and up) or ``variance``,
+    """Adafactor (torch's): ``x -= alpha / denom * g / sqrt(max(V, eps1**2))``.
+
+    With ``V = row_var col_var / mean(row_var)`` (factored, 2-D and up) or ``variance``,
     ``alpha = max(eps2, rms(x_{t-1})) min(lr, 1/sqrt(t))`` and ``denom = max(1, rms(g /
-    sqrt(V)) / d)``. u = ``alpha / (lr denom) / sqrt(max(V, eps1**2))``, direction g."""
+    sqrt(V)) / d)``. u = ``alpha / (lr denom) / sqrt(max(V, eps1**2))``, direction g.
+    """
     eps1, eps2 = group["eps"]
     if eps1 is None:
         eps1 = torch.finfo(p.dtype).eps
@@ -224,7 +247,9 @@ def _adafactor(group: Mapping[str, Any], p: Tensor, st: Mapping[str, Any], prev:
     lr = float(group["lr"])
     rho = min(lr, 1.0 / t**0.5)
     alpha = max(eps2, prev.norm(2).item() / (p.numel() ** 0.5)) * rho
-    g = p.grad * _sign(group)
+    grad = p.grad
+    assert grad is not None  # callers skip the parameters that took no gradient
+    g = grad * _sign(group)
     if g.dim() > 1:
         row, col = st["row_var"], st["col_var"]
         var = (row @ col).div_(row.mean(dim=-2, keepdim=True).clamp_(min=eps1))
@@ -307,10 +332,13 @@ if hasattr(torch.optim, "Adafactor"):
 
 
 def _muon_direction(group: Mapping[str, Any], p: Tensor, prev: Tensor) -> dict[str, Tensor]:
-    """torch's Muon: ``x_t = x_{t-1} (1 - lr wd) - lr_adj O`` with O the Newton-Schulz
-    orthogonalization of the (Nesterov) momentum and ``lr_adj = lr sqrt(max(1, A/B))``
-    (``"original"``) or ``0.2 lr sqrt(max(A, B))`` (``"match_rms_adamw"``); so
-    ``O = (x_{t-1} (1 - lr wd) - x_t) / lr_adj``, reported as ``orthogonalized``."""
+    """PyTorch's Muon: ``x_t = x_{t-1} (1 - lr wd) - lr_adj O``.
+
+    O is the Newton-Schulz orthogonalization of the (Nesterov) momentum and
+    ``lr_adj = lr sqrt(max(1, A/B))`` (``"original"``) or ``0.2 lr sqrt(max(A, B))``
+    (``"match_rms_adamw"``); so ``O = (x_{t-1} (1 - lr wd) - x_t) / lr_adj``, reported as
+    ``orthogonalized``.
+    """
     lr, wd = float(group["lr"]), float(group.get("weight_decay", 0.0))
     a, b = p.shape[:2]
     fn = group.get("adjust_lr_fn")
@@ -350,8 +378,11 @@ def _reader(opt: torch.optim.Optimizer) -> _Reader:
 
 
 def describe(optimizer: torch.optim.Optimizer) -> OptimizerFacts:
-    """What gradscope reads from ``optimizer`` (a ``torch.optim.Optimizer`` that is not one
-    of gradscope's own): path, core quantities, the stepsize's meaning or why it has none."""
+    """What gradscope reads from ``optimizer``.
+
+    ``optimizer`` is a ``torch.optim.Optimizer`` that is not one of gradscope's own. The
+    report has its path, core quantities, the stepsize's meaning or why it has none.
+    """
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise unsupported(optimizer)
     r = _reader(optimizer)
@@ -392,8 +423,9 @@ def untrack(optimizer: torch.optim.Optimizer) -> None:
 
 
 def last_step(optimizer: torch.optim.Optimizer) -> list[TorchParamStep]:
-    """One report per parameter that took the last step (parameters torch skipped, with
-    ``grad`` None, are left out).
+    """One report per parameter that took the last step.
+
+    Parameters torch skipped (with ``grad`` None) are left out.
 
     Raises:
         NotTrackedError: a snapshot was needed and the last step ran untracked.
@@ -467,8 +499,10 @@ def _float(x: Any) -> float:
 def _torch_adam(
     opt: torch.optim.Optimizer, snap: Mapping[Tensor, Tensor] | None
 ) -> list[TorchParamStep]:
-    """Read torch Adam/AdamW state: u = 1/(sqrt(v/bc2)+eps); update = x_t - x_{t-1} from
-    the snapshot, or from the rule when untracked."""
+    """Read torch Adam/AdamW state: u = 1/(sqrt(v/bc2)+eps).
+
+    update = x_t - x_{t-1} from the snapshot, or from the rule when untracked.
+    """
     out = []
     for gi, group in enumerate(opt.param_groups):
         if group.get("capturable") or group.get("differentiable"):
@@ -517,8 +551,10 @@ def _torch_adam(
 def _torch_sgd(
     opt: torch.optim.Optimizer, snap: Mapping[Tensor, Tensor] | None
 ) -> list[TorchParamStep]:
-    """Read torch SGD state: u = 1, m = momentum buffer (or the decayed gradient); update
-    from the snapshot, or from the rule when untracked."""
+    """Read torch SGD state: u = 1, m = momentum buffer (or the decayed gradient).
+
+    The update comes from the snapshot, or from the rule when untracked.
+    """
     out = []
     for gi, group in enumerate(opt.param_groups):
         lr = float(group["lr"])

@@ -9,7 +9,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from gradscope.analysis.results import ExamplewiseProfile
-from gradscope.plot.style import figure, log_scale, palette
+from gradscope.plot.style import figure, figure_of, log_scale, palette
 
 __all__ = ["draw_examplewise"]
 
@@ -32,41 +32,41 @@ def draw_examplewise(
     if ax is None:
         fig, grid = figure(1, 3, width=4.6)
         ax = [grid[0, 0], grid[0, 1], grid[0, 2]]
-    fig = ax[0].figure
-    ax = np.array([list(ax)], dtype=object)
+    fig = figure_of(ax[0])
+    panels = np.array([list(ax)], dtype=object)
     shown = [i for i, x in enumerate(p.layers) if named is None or x in named]
     cols = palette(len(shown))
     mk = "." if len(p.steps) <= 200 else None  # markers show sparse schedules
     for c, i in zip(cols, shown):
         layer = p.layers[i]
-        ax[0, 0].plot(p.steps, p.gsnr[:, i], color=c, lw=1.2, marker=mk, label=layer)
-        ax[0, 1].plot(p.steps, p.variance[:, i], color=c, lw=1.2, marker=mk)
+        panels[0, 0].plot(p.steps, p.gsnr[:, i], color=c, lw=1.2, marker=mk, label=layer)
+        panels[0, 1].plot(p.steps, p.variance[:, i], color=c, lw=1.2, marker=mk)
     tests = (
         (p.network_norm_test, "norm test", "-"),
         (p.network_inner_product_test, "inner-product test", "--"),
         (p.network_orthogonality_test, "orthogonality test", ":"),
     )
     for k, (y, label, ls) in enumerate(tests):
-        ax[0, 2].plot(p.steps, y, color=palette(3)[k], ls=ls, lw=1.2, marker=mk, label=label)
-    ax[0, 2].axhline(p.theta, color="0.3", lw=0.8, label=f"theta = {p.theta:g}")
-    for a in ax[0]:
+        panels[0, 2].plot(p.steps, y, color=palette(3)[k], ls=ls, lw=1.2, marker=mk, label=label)
+    panels[0, 2].axhline(p.theta, color="0.3", lw=0.8, label=f"theta = {p.theta:g}")
+    for a in panels[0]:
         log_scale(a)
-    ax[0, 0].set(
+    panels[0, 0].set(
         xlabel="optimizer step",
         ylabel="GSNR (mean of gbar_i^2 / Var_b g_b,i)",
         title="gradient signal-to-noise ratio",
     )
-    ax[0, 1].set(
+    panels[0, 1].set(
         xlabel="optimizer step",
         ylabel="sum_i Var_b g_b,i",
         title="per-example gradient variance",
     )
-    ax[0, 2].set(
+    panels[0, 2].set(
         xlabel="optimizer step",
         ylabel="smallest constant that passes",
         title="batch-size tests (whole network)",
     )
     if len(shown) <= 12:
-        ax[0, 0].legend(fontsize="x-small", loc="best")
-    ax[0, 2].legend(fontsize="x-small", loc="best")
+        panels[0, 0].legend(fontsize="x-small", loc="best")
+    panels[0, 2].legend(fontsize="x-small", loc="best")
     return fig

@@ -1,5 +1,6 @@
-"""Draw cosine randomness tests: signed cosines per layer and step, non-random fraction and
-mean cosine by depth.
+"""Draw cosine randomness tests.
+
+Signed cosines per layer and step, non-random fraction and mean cosine by depth.
 
 One run: a layer x step heatmap of the signed cosine in units of each layer's exact 5%
 critical value (every layer, named by module group). Several runs: one panel per named
@@ -18,7 +19,7 @@ from matplotlib.figure import Figure
 from gradscope.analysis.layers import NamedLayers, named_layers
 from gradscope.analysis.results import RandomnessResult
 from gradscope.plot.layers import draw_heatmap, label_layers
-from gradscope.plot.style import heatmap_height, mosaic, palette, run_legend, two_rows
+from gradscope.plot.style import figure_of, heatmap_height, mosaic, palette, run_legend, two_rows
 
 __all__ = ["draw_randomness"]
 
@@ -38,7 +39,7 @@ def draw_randomness(
     (non-random fraction by depth: exact test with BH-FDR, solid; sqrt(log n/n) rule,
     dashed) and ``mean`` (signed mean cosine by depth, anti-correlation below 0).
     """
-    runs = list(result) if isinstance(result, (list, tuple)) else [result]
+    runs = [result] if isinstance(result, RandomnessResult) else list(result)
     names = list(labels) if labels else [f"run {i + 1}" for i in range(len(runs))]
     multi = len(runs) > 1
     r0 = runs[0]
@@ -46,7 +47,7 @@ def draw_randomness(
     q = r0.quantity
     if not multi:
         fig, axd = (
-            (next(iter(ax.values())).figure, ax)
+            (figure_of(next(iter(ax.values()))), ax)
             if ax
             else mosaic([["cosine", "cosine"], ["fraction", "mean"]], width=14.0,
                         heights=[heatmap_height(len(r0.layers)), 3.6])
@@ -61,7 +62,7 @@ def draw_randomness(
     else:
         keys = [f"layer{k}" for k in range(len(nl.index))]
         fig, axd = (
-            (next(iter(ax.values())).figure, ax)
+            (figure_of(next(iter(ax.values()))), ax)
             if ax
             else mosaic(two_rows(keys, ["fraction", "mean"]),
                         width=3.3 * max(len(keys), 3), heights=[3.0, 3.6])

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from gradscope.analysis.layers import NamedLayers, named_layers
 from gradscope.analysis.results import StepLength
-from gradscope.plot.style import figure, log_scale, palette, run_legend
+from gradscope.plot.style import figure, figure_of, log_scale, palette, run_legend
 
 __all__ = ["draw_step_length"]
 
@@ -28,21 +28,21 @@ def draw_step_length(
     the first, middle and last); several runs: one colour per run (line style per layer)
     and a legend of runs.
     """
-    runs = list(length) if isinstance(length, (list, tuple)) else [length]
+    runs = [length] if isinstance(length, StepLength) else list(length)
     names = list(labels) if labels else ["network" if len(runs) == 1 else "run 1"]
     names += [f"run {i + 1}" for i in range(len(names), len(runs))]
     multi = len(runs) > 1
     if ax is None:
         fig, grid = figure(1, 3, width=4.4)
         ax = [grid[0, 0], grid[0, 1], grid[0, 2]]
-    fig = ax[0].figure
-    ax = np.array([list(ax)], dtype=object)
+    fig = figure_of(ax[0])
+    panels = np.array([list(ax)], dtype=object)
     nl = named if named is not None else named_layers(runs[0].layers)
     styles = ["-", "--", ":", "-.", (0, (1, 3))]
     for r, (s, name) in enumerate(zip(runs, names)):
         c = palette(len(runs))[r]
         cols = palette(len(nl.index)) if not multi else [c] * len(nl.index)
-        ax[0, 0].plot(s.steps, s.global_norm, color=c, lw=1.2, label=name)
+        panels[0, 0].plot(s.steps, s.global_norm, color=c, lw=1.2, label=name)
         for k, i in enumerate(nl.index):
             layer = runs[0].layers[i]
             if layer not in s.layers:
@@ -50,20 +50,22 @@ def draw_step_length(
             j = s.layers.index(layer)
             ls = styles[k % len(styles)] if multi else "-"
             lab = layer if (not multi or r == 0) else None
-            ax[0, 1].plot(s.steps, s.layer_norm[:, j], color=cols[k], ls=ls, lw=1, label=lab)
-        ax[0, 2].plot(s.window_steps, s.global_window_cv, "o-", color=c, ms=3, label=name)
-    log_scale(ax[0, 0])
-    log_scale(ax[0, 1])
-    ax[0, 0].set(xlabel="optimizer step", ylabel="||x_t - x_(t-1)||", title="network step length")
-    ax[0, 1].set(xlabel="optimizer step", ylabel="||x_t - x_(t-1)|| per layer", title="layers")
-    ax[0, 2].set(
+            panels[0, 1].plot(s.steps, s.layer_norm[:, j], color=cols[k], ls=ls, lw=1, label=lab)
+        panels[0, 2].plot(s.window_steps, s.global_window_cv, "o-", color=c, ms=3, label=name)
+    log_scale(panels[0, 0])
+    log_scale(panels[0, 1])
+    panels[0, 0].set(
+        xlabel="optimizer step", ylabel="||x_t - x_(t-1)||", title="network step length"
+    )
+    panels[0, 1].set(xlabel="optimizer step", ylabel="||x_t - x_(t-1)|| per layer", title="layers")
+    panels[0, 2].set(
         xlabel="optimizer step (window end)",
         ylabel=f"CV std/mean over {runs[0].window} rows",
         title="step-length variability",
     )
-    ax[0, 1].legend(fontsize="x-small")
+    panels[0, 1].legend(fontsize="x-small")
     if multi:
         run_legend(fig, names, palette(len(runs)))
     else:
-        ax[0, 0].legend(fontsize="x-small")
+        panels[0, 0].legend(fontsize="x-small")
     return fig

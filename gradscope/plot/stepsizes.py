@@ -8,6 +8,7 @@ run, one panel per named layer, and a legend of runs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar, cast
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -16,13 +17,25 @@ from matplotlib.figure import Figure
 from gradscope.analysis.layers import NamedLayers, named_layers
 from gradscope.analysis.results import StepsizeProfile, StepsizeRange
 from gradscope.plot.layers import draw_heatmap, label_layers
-from gradscope.plot.style import heatmap_height, log_scale, mosaic, palette, run_legend, two_rows
+from gradscope.plot.style import (
+    figure_of,
+    heatmap_height,
+    log_scale,
+    mosaic,
+    palette,
+    run_legend,
+    two_rows,
+)
 
 __all__ = ["draw_stepsize_profile", "draw_stepsize_range"]
 
 
-def _runs(x, labels):
-    items = list(x) if isinstance(x, (list, tuple)) else [x]
+_Run = TypeVar("_Run", StepsizeProfile, StepsizeRange)
+
+
+def _runs(x: _Run | Sequence[_Run], labels: Sequence[str]) -> tuple[list[_Run], list[str]]:
+    # a lone record is one run (records are dataclasses, never lists or tuples)
+    items = cast("list[_Run]", list(x) if isinstance(x, (list, tuple)) else [x])
     names = list(labels) if labels else [f"run {i + 1}" for i in range(len(items))]
     return items, names
 
@@ -58,7 +71,7 @@ def draw_stepsize_profile(
     multi = len(runs) > 1
     if not multi:
         fig, axd = (
-            (next(iter(ax.values())).figure, ax)
+            (figure_of(next(iter(ax.values()))), ax)
             if ax
             else mosaic(
                 [["mean", "mean", "mean", "spread", "spread", "spread"],
@@ -85,7 +98,7 @@ def draw_stepsize_profile(
     else:
         keys = [f"layer{k}" for k in range(len(nl.index))]
         fig, axd = (
-            (next(iter(ax.values())).figure, ax)
+            (figure_of(next(iter(ax.values()))), ax)
             if ax
             else mosaic(two_rows(keys, ["compact", "depth"]),
                         width=3.3 * max(len(keys), 3), heights=[3.0, 3.6])
@@ -147,7 +160,7 @@ def draw_stepsize_range(
     multi = len(runs) > 1
     if not multi:
         fig, axd = (
-            (next(iter(ax.values())).figure, ax)
+            (figure_of(next(iter(ax.values()))), ax)
             if ax
             else mosaic([["spread", "spread", "lines"]], width=14.0,
                         heights=[heatmap_height(len(p0.layers))])
@@ -168,7 +181,7 @@ def draw_stepsize_range(
         return fig
     keys = [f"layer{k}" for k in range(len(nl.index))]
     fig, axd = (
-        (next(iter(ax.values())).figure, ax)
+        (figure_of(next(iter(ax.values()))), ax)
         if ax
         else mosaic([keys], width=3.3 * max(len(keys), 3), heights=[3.2])
     )

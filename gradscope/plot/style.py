@@ -6,17 +6,25 @@ import contextlib
 import io
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import matplotlib
+import numpy as np
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.rcsetup import cycler
+
+if TYPE_CHECKING:
+    from matplotlib.typing import ColorType, RcKeyType
 
 # Figures are plain ``Figure`` objects on an Agg canvas, never pyplot windows: the global
 # backend is left as the user set it.
 
 __all__ = [
     "figure",
+    "figure_of",
     "heatmap_height",
     "log_scale",
     "mosaic",
@@ -41,26 +49,40 @@ def palette(n: int) -> list[tuple[float, float, float]]:
 
 @contextlib.contextmanager
 def theme() -> Iterator[None]:
-    """seaborn's whitegrid theme and the colour-blind palette, for this block only."""
+    """Seaborn's whitegrid theme and the colour-blind palette, for this block only."""
     rc = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=0.85)}
-    rc["axes.prop_cycle"] = matplotlib.cycler(color=palette(10))
-    with matplotlib.rc_context(rc):
+    rc["axes.prop_cycle"] = cycler(color=palette(10))
+    # seaborn's style dicts are typed with plain str keys; they are matplotlib rc keys
+    with matplotlib.rc_context(cast("dict[RcKeyType, Any]", rc)):
         yield
 
 
 def figure(
-    nrows: int = 1, ncols: int = 1, *, width: float = 6.4, height: float = 3.6, **kw: object
-) -> tuple[Figure, object]:
-    """A new figure (not registered with pyplot's global state) and its axes."""
+    nrows: int = 1, ncols: int = 1, *, width: float = 6.4, height: float = 3.6, **kw: Any
+) -> tuple[Figure, np.ndarray]:
+    """A new figure (not registered with pyplot's global state) and its axes.
+
+    The axes are an ``(nrows, ncols)`` array of :class:`~matplotlib.axes.Axes` (never
+    squeezed).
+    """
     fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     return fig, axes
 
 
+def figure_of(ax: Axes) -> Figure:
+    """The figure ``ax`` draws on.
+
+    matplotlib types ``Axes.figure`` as a Figure or a SubFigure; gradscope's panels live on
+    the plain Figures that :func:`figure` and :func:`mosaic` make.
+    """
+    return cast(Figure, ax.figure)
+
+
 def mosaic(
     layout: Sequence[Sequence[str]], *, width: float, heights: Sequence[float]
-) -> tuple[Figure, dict]:
+) -> tuple[Figure, dict[Any, Axes]]:
     """A new figure with named panels (``Figure.subplot_mosaic``); rows ``heights`` inches."""
     fig = Figure(figsize=(width, float(sum(heights))), layout="constrained")
     FigureCanvasAgg(fig)
@@ -77,12 +99,15 @@ def two_rows(top: Sequence[str], bottom: Sequence[str]) -> list[list[str]]:
 
 
 def heatmap_height(n_layers: int) -> float:
-    """Inches for a layer x step heatmap: room for a name per layer up to about 60 layers,
-    then capped (the axis thins its labels and names the module groups)."""
+    """Inches for a layer x step heatmap.
+
+    Room for a name per layer up to about 60 layers, then capped (the axis thins its labels
+    and names the module groups).
+    """
     return float(min(max(1.3 + 0.115 * n_layers, 2.6), 8.5))
 
 
-def run_legend(fig: Figure, names: Sequence[str], colors: Sequence[object]) -> None:
+def run_legend(fig: Figure, names: Sequence[str], colors: Sequence[ColorType]) -> None:
     """One legend of runs for the whole figure (one colour per run), above the panels."""
     from matplotlib.lines import Line2D
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -11,7 +12,7 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from gradscope.analysis.results import FitMisfit, LawCurves, UpdateFit, UpdateMoments
 from gradscope.plot.layers import label_layers
-from gradscope.plot.style import figure, palette, run_legend
+from gradscope.plot.style import figure, figure_of, palette, run_legend
 
 __all__ = ["draw_fit_misfit", "draw_law_curves", "draw_update_fits", "draw_update_moments"]
 
@@ -38,7 +39,7 @@ def draw_update_fits(
         panels = [grid[k // ncols, k % ncols] for k in range(nrows * ncols)]
     else:
         panels = list(ax)
-        fig = panels[0].figure
+        fig = figure_of(panels[0])
     col = palette(2)
     for k, f in enumerate(fits):
         a = panels[k]
@@ -78,16 +79,19 @@ def draw_update_fits(
 
 
 def draw_fit_misfit(misfit: FitMisfit, *, ax: Axes | None = None) -> Figure:
-    """KS distance of every fitted (layer, t): layers on the y axis (named by module group),
-    fit steps t on the x axis, log colour; a cross marks a rejected zero-mean law."""
+    """KS distance of every fitted (layer, t).
+
+    Layers on the y axis (named by module group), fit steps t on the x axis, log colour; a
+    cross marks a rejected zero-mean law.
+    """
     from matplotlib.colors import LogNorm
 
     if ax is None:
         from gradscope.plot.style import heatmap_height
 
         fig, grid = figure(1, 1, width=6.4, height=heatmap_height(len(misfit.layers)))
-        ax = grid[0, 0]
-    fig = ax.figure
+        ax = cast(Axes, grid[0, 0])  # figure() returns an array of Axes
+    fig = figure_of(ax)
     ks = np.asarray(misfit.ks, dtype=float)
     pos = ks[np.isfinite(ks) & (ks > 0)]
     norm = LogNorm(vmin=pos.min(), vmax=max(pos.max(), pos.min() * 1.001)) if pos.size else None
@@ -124,41 +128,41 @@ def draw_update_moments(
     Draws the layers in ``named`` (default every layer), each named in the legend; several
     runs: every drawn layer of a run in the run's colour, and a legend of runs.
     """
-    runs = list(moments) if isinstance(moments, (list, tuple)) else [moments]
+    runs = [moments] if isinstance(moments, UpdateMoments) else list(moments)
     names = list(labels) if labels else [f"run {i + 1}" for i in range(len(runs))]
     multi = len(runs) > 1
     if ax is None:
         fig, grid = figure(1, 2, width=5.2)
         ax = [grid[0, 0], grid[0, 1]]
-    fig = ax[0].figure
-    ax = np.array([list(ax)], dtype=object)
+    fig = figure_of(ax[0])
+    panels = np.array([list(ax)], dtype=object)
     for r, m in enumerate(runs):
         shown = [i for i, x in enumerate(m.layers) if named is None or x in named]
         cols = palette(len(shown)) if not multi else [palette(len(runs))[r]] * len(shown)
         for c, i in zip(cols, shown):
             lab = m.layers[i] if (len(shown) <= 12 and not multi) else None
-            ax[0, 0].plot(m.steps, m.scaled_var[:, i], color=c, lw=1, label=lab)
-            ax[0, 1].plot(m.steps, m.scaled_var_abs[:, i], color=c, lw=1)
+            panels[0, 0].plot(m.steps, m.scaled_var[:, i], color=c, lw=1, label=lab)
+            panels[0, 1].plot(m.steps, m.scaled_var_abs[:, i], color=c, lw=1)
     m = runs[0]
-    ax[0, 0].plot(m.steps, m.theory_var, "k--", lw=1.5, label="Corollary 1")
-    ax[0, 1].plot(m.steps, m.theory_var_abs, "k--", lw=1.5, label="Corollary 2")
-    ax[0, 0].set(
+    panels[0, 0].plot(m.steps, m.theory_var, "k--", lw=1.5, label="Corollary 1")
+    panels[0, 1].plot(m.steps, m.theory_var_abs, "k--", lw=1.5, label="Corollary 2")
+    panels[0, 0].set(
         xscale="log",
         xlabel="optimizer step t",
         ylabel="Var(z) · t_eff (theory 1)",
         title="variance of the normalised update z",
     )
-    ax[0, 1].set(
+    panels[0, 1].set(
         xscale="log",
         xlabel="optimizer step t",
         ylabel="Var|z| · t_eff",
         title="variance of |z|",
     )
-    for a in ax[0]:
+    for a in panels[0]:
         a.xaxis.set_major_formatter(ScalarFormatter())
         a.xaxis.set_minor_formatter(NullFormatter())
-    ax[0, 0].legend(fontsize="x-small")
-    ax[0, 1].legend(fontsize="x-small")
+    panels[0, 0].legend(fontsize="x-small")
+    panels[0, 1].legend(fontsize="x-small")
     if multi:
         run_legend(fig, names, palette(len(runs)))
     return fig

@@ -13,14 +13,17 @@ Importing this module needs ``lightning`` (or the older ``pytorch_lightning``).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradscope.record.recorder import Recorder
 
-try:
+if TYPE_CHECKING:  # one base class for the checker: the two packages' Callback are alike
     from lightning.pytorch import Callback
-except ImportError:  # pragma: no cover - the older package name
-    from pytorch_lightning import Callback
+else:
+    try:
+        from lightning.pytorch import Callback
+    except ImportError:  # pragma: no cover - the older package name
+        from pytorch_lightning import Callback
 
 
 class GradscopeCallback(Callback):

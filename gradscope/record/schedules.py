@@ -101,8 +101,9 @@ def default_hist() -> Schedule:
 
 
 def default_samples() -> Schedule:
-    """Subsamples' default: steps 1-3, then pairs around 10**(i/2) (9-10, 31-32, 99-100, ...)
-    and around every 5000th step.
+    """Subsamples' default: steps 1-3, then pairs around 10**(i/2) and every 5000th step.
+
+    The pairs around 10**(i/2) are 9-10, 31-32, 99-100, ...
 
     A subsample row holds ``sample`` coordinates of every layer (a few MB on a large
     network), so the default keeps ~13 rows per 1000 steps where the update-law fits are

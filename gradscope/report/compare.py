@@ -34,8 +34,11 @@ class Comparison:
 def compare_fits(
     analyses: Sequence[RunAnalysis], labels: Sequence[str], layers: int = 2
 ) -> tuple[list[A.UpdateFit], list[str]]:
-    """The update fits to set side by side: for up to ``layers`` layers fitted in every run,
-    each run's fit at the largest optimizer step t fitted in all of them (run order)."""
+    """The update fits to set side by side.
+
+    For up to ``layers`` layers fitted in every run, each run's fit at the largest optimizer
+    step t fitted in all of them (run order).
+    """
     if not analyses or any(not a.fits for a in analyses):
         return [], []
     keys = [{(f.layer, f.t) for f in a.fits} for a in analyses]
@@ -55,8 +58,10 @@ def compare_fits(
 
 
 def pair_verdicts(analyses: Sequence[RunAnalysis], labels: Sequence[str]) -> tuple[str, ...]:
-    """Per pair of runs: lower within-layer stepsize spread, steadier step length (in how
-    many common layers), computed from the records."""
+    """Per pair of runs: lower within-layer stepsize spread, steadier step length.
+
+    Each counted in how many common layers; computed from the records.
+    """
     out: list[str] = []
     prof = [(a.stepsizes, lab) for a, lab in zip(analyses, labels) if a.stepsizes is not None]
     if len(prof) >= 2:
@@ -68,8 +73,11 @@ def pair_verdicts(analyses: Sequence[RunAnalysis], labels: Sequence[str]) -> tup
 
 
 def pair_tables(analyses: Sequence[RunAnalysis], labels: Sequence[str]) -> list[A.PairTable]:
-    """Runs against runs: in how many common layers the row run has the lower within-layer
-    std/mean of u (last step) and the lower step-length CV than the column run."""
+    """Runs against runs.
+
+    In how many common layers the row run has the lower within-layer std/mean of u (last
+    step) and the lower step-length CV than the column run.
+    """
     out = []
     prof = [(a, lab) for a, lab in zip(analyses, labels) if a.stepsizes is not None]
     prof = [(a, lab) for a, lab in prof if len(a.stepsizes.steps)]  # type: ignore[union-attr]

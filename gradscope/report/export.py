@@ -225,7 +225,7 @@ def summary_dict(an: Any, head: dict[str, Any]) -> dict[str, Any]:
         }
     nf = getattr(an, "nonfinite", None)
     if nf is not None:
-        d["nonfinite"] = {
+        nonfinite: dict[str, dict[str, Any]] = {
             q: {
                 layer: {"values": int(nf.total[qi, li]), "first_step": int(nf.first_step[qi, li])}
                 for li, layer in enumerate(nf.layers)
@@ -233,10 +233,11 @@ def summary_dict(an: Any, head: dict[str, Any]) -> dict[str, Any]:
             }
             for qi, q in enumerate(nf.quantities)
         }
-        d["nonfinite"]["loss"] = {
+        nonfinite["loss"] = {
             "rows": int(nf.loss_total),
             "first_step": int(nf.loss_first_step),
         }
+        d["nonfinite"] = nonfinite
     for key in ("randomness_grad", "randomness_update"):
         res = getattr(an, key, None)
         tr = getattr(an, "trends", {}).get(key)

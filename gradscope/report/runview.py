@@ -24,7 +24,8 @@ def _groups_meta(run: RunFile) -> list[dict[str, Any]]:
     opt = meta.get("optimizer", {})
     opt = opt if isinstance(opt, dict) else {}
     groups = opt.get("param_groups")
-    defaults = opt.get("defaults") if isinstance(opt.get("defaults"), dict) else {}
+    defaults = opt.get("defaults")
+    defaults = defaults if isinstance(defaults, dict) else {}
     if isinstance(groups, list) and groups and all(isinstance(g, dict) for g in groups):
         return [{**defaults, **g} for g in groups]
     return [dict(defaults)] if defaults else []
@@ -89,8 +90,10 @@ class LayerSettings:
         return self.rows(key, slice(i, i + 1))[0]
 
     def path(self, key: str, t: int, col: int) -> np.ndarray:
-        """Values of ``key`` for layer ``col`` at every step 1..t (held between rows; the first
-        row's value before it)."""
+        """Values of ``key`` for layer ``col`` at every step 1..t.
+
+        Held between rows; the first row's value before it.
+        """
         st = self.run.steps
         last = int(np.searchsorted(st, t, side="right"))
         vals = self.rows(key, slice(0, max(last, 1)))[:, col]

@@ -28,7 +28,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import h5py
 import numpy as np
@@ -100,9 +100,10 @@ def merge_ranks(
 
 def _order(runs: list[RunFile]) -> list[RunFile]:
     """Sort by recorded rank; refuse duplicate ranks or differing world sizes."""
-    ranks = [r.metadata.get("rank") for r in runs]
-    if any(not isinstance(k, int) for k in ranks):
+    got = [r.metadata.get("rank") for r in runs]
+    if any(not isinstance(k, int) for k in got):
         return runs
+    ranks = cast("list[int]", got)  # every one an int: checked just above
     seen: dict[int, Path] = {}
     for r, k in zip(runs, ranks):
         if k in seen:
@@ -130,8 +131,12 @@ def _check(runs: list[RunFile]) -> int:
             ("layer shapes", ref.shapes, r.shapes),
             ("quantities", ref.quantities, r.quantities),
             ("subsampled quantities", ref.sample_quantities, r.sample_quantities),
-            ("parameter groups", f0[S.LR].shape[1:], f[S.LR].shape[1:]),
-            ("sampled coordinates", _digest(f0[S.SAMPLE_INDEX]), _digest(f[S.SAMPLE_INDEX])),
+            ("parameter groups", _ds(f0, S.LR).shape[1:], _ds(f, S.LR).shape[1:]),
+            (
+                "sampled coordinates",
+                _digest(_ds(f0, S.SAMPLE_INDEX)),
+                _digest(_ds(f, S.SAMPLE_INDEX)),
+            ),
             ("histogram bins", _specs(ref), _specs(r)),
             ("full-tensor quantities", _attr(f0, S.FULL_GROUP), _attr(f, S.FULL_GROUP)),
         ):
@@ -161,8 +166,14 @@ def _specs(run: RunFile) -> dict[str, S.HistSpec]:
     return {q: run.hist_spec(q) for q in run.quantities}
 
 
+def _ds(f: h5py.File, path: str) -> h5py.Dataset:
+    """The dataset at ``path``: h5py types ``f[path]`` as group, dataset or datatype."""
+    return cast(h5py.Dataset, f[path])  # the file was validated: ``path`` is a dataset
+
+
 def _attr(f: h5py.File, group: str) -> list[str]:
-    return [str(x.decode() if isinstance(x, bytes) else x) for x in f[group].attrs["quantities"]]
+    names: Any = f[group].attrs["quantities"]  # a string array (h5py also types h5py.Empty)
+    return [str(x.decode() if isinstance(x, bytes) else x) for x in names]
 
 
 def _is_summary(name: str) -> bool:
@@ -205,7 +216,7 @@ def _write(f: h5py.File, runs: list[RunFile], n: int, where: Path) -> None:
     mean = np.full(n, np.nan)
     np.divide(total, count, out=mean, where=count > 0)
     f.create_dataset(S.LOSS, data=mean)
-    f[S.LOSS].dims[0].attach_scale(step)
+    _ds(f, S.LOSS).dims[0].attach_scale(step)
 
     def visit(name: str, obj: Any) -> None:
         if isinstance(obj, h5py.Group):
@@ -240,10 +251,10 @@ def _write(f: h5py.File, runs: list[RunFile], n: int, where: Path) -> None:
     else:
         lay = h5py.VirtualLayout(shape=(n, len(runs)), dtype=np.float64)
         for j, (r, p) in enumerate(zip(runs, rel)):
-            shape = r._f[S.LOSS].shape
+            shape = _ds(r._f, S.LOSS).shape
             lay[:, j] = h5py.VirtualSource(p, S.LOSS, shape=shape, dtype=np.float64)[:n]
         g.create_virtual_dataset("loss", lay, fillvalue=np.nan)
-    f[RANKS_LOSS].dims[0].attach_scale(step)
+    _ds(f, RANKS_LOSS).dims[0].attach_scale(step)
 
 
 def _relative(path: Path, where: Path) -> str:

@@ -15,7 +15,7 @@ import functools
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import h5py
 import numpy as np
@@ -42,6 +42,11 @@ def _reading(method: _F) -> _F:
             ) from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+def _ds(g: h5py.Group, path: str) -> h5py.Dataset:
+    """The dataset at ``path``: h5py types ``g[path]`` as group, dataset or datatype."""
+    return cast(h5py.Dataset, g[path])  # validated on open: the layout's datasets exist
 
 
 class RunFile:
@@ -89,7 +94,7 @@ class RunFile:
         if not is_hdf5:
             raise RunFileError(f"{self.path}: not an HDF5 file (no HDF5 signature)")
         modes = [False, True] if swmr is None else [bool(swmr)]
-        last: Exception | None = None
+        last: BaseException | None = None
         for mode in modes:
             try:
                 return h5py.File(self.path, "r", swmr=mode)
@@ -134,20 +139,24 @@ class RunFile:
                     f"({', '.join(missing)}); keep them next to it, or merge again"
                 )
         V.check_layout(self.path, self._f, self._metadata)
-        g = self._f[S.LAYERS]
-        self._numel = g["numel"][()]
+        g = cast(h5py.Group, self._f[S.LAYERS])  # the layer table is a group
+        self._numel = _ds(g, "numel")[()]
         self._names, self._shapes = V.check_layer_table(
-            self.path, list(g["name"][()]), list(g["shape"][()]), self._numel
+            self.path, list(_ds(g, "name")[()]), list(_ds(g, "shape")[()]), self._numel
         )
-        self._group = g["group"][()]
-        self._forward_rank = g["forward_rank"][()]
-        self._layer_opt = g["optimizer"][()] if "optimizer" in g else np.zeros_like(self._numel)
-        self._sample_offset = g["sample_offset"][()]
-        self._sample_count = g["sample_count"][()]
-        self._quantities = [_str(q) for q in self._f.attrs["quantities"]]
+        self._group = _ds(g, "group")[()]
+        self._forward_rank = _ds(g, "forward_rank")[()]
+        self._layer_opt = (
+            _ds(g, "optimizer")[()] if "optimizer" in g else np.zeros_like(self._numel)
+        )
+        self._sample_offset = _ds(g, "sample_offset")[()]
+        self._sample_count = _ds(g, "sample_count")[()]
+        quantities: Any = self._f.attrs["quantities"]  # a string array (h5py types Empty too)
+        self._quantities = [_str(q) for q in quantities]
         stats = self._f.attrs.get("stats")
         self._stats = tuple(_str(x) for x in stats) if stats is not None else S.STATS_V1
-        hp = self._f.get(S.HPARAMS_GROUP)
+        # a group where present (h5py's get also types links, for getlink=True)
+        hp = cast("h5py.Group | None", self._f.get(S.HPARAMS_GROUP))
         self._hparam_names = (
             tuple(_str(x) for x in hp.attrs.get("names", [])) if hp is not None else None
         )
@@ -215,8 +224,10 @@ class RunFile:
 
     @property
     def quantities(self) -> list[str]:
-        """Quantities with statistics and histograms in this file: the core ones the
-        optimizer defines, then its other state entries under their own keys."""
+        """Quantities with statistics and histograms in this file.
+
+        The core ones the optimizer defines, then its other state entries under their own keys.
+        """
         return list(self._quantities)
 
     @property
@@ -226,8 +237,11 @@ class RunFile:
 
     @property
     def unavailable(self) -> dict[str, str]:
-        """Core quantities this run lacks, each with the reason (e.g. ``"stepsize":
-        "stepsize undefined for this optimizer: ..."``); empty for files before this field."""
+        """Core quantities this run lacks, each with the reason.
+
+        E.g. ``"stepsize": "stepsize undefined for this optimizer: ..."``; empty for files before
+        this field.
+        """
         q = self._metadata.get("quantities") if isinstance(self._metadata, dict) else None
         un = q.get("unavailable") if isinstance(q, dict) else None
         return {str(k): str(v) for k, v in un.items()} if isinstance(un, dict) else {}
@@ -259,7 +273,7 @@ class RunFile:
     @property
     def n_rows(self) -> int:
         """Number of complete summary rows (the length of ``/step``)."""
-        return int(self._f[S.STEP].shape[0])
+        return int(_ds(self._f, S.STEP).shape[0])
 
     @property
     @_reading
@@ -270,7 +284,7 @@ class RunFile:
         a recorder attached late, starts at the true t. Version 1 files hold the recorder's
         count here.
         """
-        return self._f[S.STEP][()]
+        return _ds(self._f, S.STEP)[()]
 
     @property
     def recorder_steps(self) -> np.ndarray:
@@ -288,9 +302,9 @@ class RunFile:
         """
         r = _clip(rows, self.n_rows)
         if S.LAYER_STEP not in self._f:
-            st = self._f[S.STEP][r]
+            st = _ds(self._f, S.STEP)[r]
             return np.repeat(st[:, None], len(self._names), axis=1)
-        return self._f[S.LAYER_STEP][r]
+        return _ds(self._f, S.LAYER_STEP)[r]
 
     @property
     def hparam_names(self) -> tuple[str, ...]:
@@ -320,7 +334,7 @@ class RunFile:
             raise MissingDataError(
                 f"{self.path}: no hyperparameter {name!r}; recorded: {list(self._hparam_names)}"
             )
-        return self._f[f"{S.HPARAMS_GROUP}/{name}"][r]
+        return _ds(self._f, f"{S.HPARAMS_GROUP}/{name}")[r]
 
     def layer_hparam(self, name: str, rows: slice = slice(None)) -> np.ndarray:
         """One hyperparameter per row and layer (each layer's own group), ``(rows, layers)``."""
@@ -342,7 +356,7 @@ class RunFile:
         if S.EPS_DOMINATED not in self._f:
             n = len(range(*r.indices(self.n_rows)))
             return np.full((n, len(self._names)), np.nan)
-        return self._f[S.EPS_DOMINATED][r]
+        return _ds(self._f, S.EPS_DOMINATED)[r]
 
     def _metadata_groups(self) -> list[dict[str, Any]]:
         opt = self._metadata.get("optimizer")
@@ -435,7 +449,7 @@ class RunFile:
 
     def hist_spec(self, quantity: str) -> S.HistSpec:
         """The histogram bin definition of a quantity."""
-        a = self._dataset(S.HIST_GROUP, quantity).attrs
+        a: Any = self._dataset(S.HIST_GROUP, quantity).attrs  # numbers (h5py types Empty too)
         return S.HistSpec(bool(a["signed"]), int(a["e_lo"]), int(a["e_hi"]), int(a["sub"]))
 
     @_reading
@@ -453,14 +467,14 @@ class RunFile:
     @_reading
     def sample_steps(self) -> np.ndarray:
         """Optimizer step of each subsample row."""
-        return self._f[S.SAMPLES_STEP][()]
+        return _ds(self._f, S.SAMPLES_STEP)[()]
 
     @_reading
     def sample_index(self, layer: str | int) -> np.ndarray:
         """The fixed flat coordinate indices sampled in ``layer`` (sorted)."""
         i = self.layer_index(layer)
         o, c = int(self._sample_offset[i]), int(self._sample_count[i])
-        return self._f[S.SAMPLE_INDEX][o : o + c]
+        return _ds(self._f, S.SAMPLE_INDEX)[o : o + c]
 
     @_reading
     def subsample(self, quantity: str, layer: str | int, rows: slice = slice(None)) -> np.ndarray:
@@ -470,14 +484,14 @@ class RunFile:
             raise MissingDataError(f"{self.path}: no subsample of {quantity!r} was recorded")
         i = self.layer_index(layer)
         o, c = int(self._sample_offset[i]), int(self._sample_count[i])
-        n = int(self._f[S.SAMPLES_STEP].shape[0])
-        return self._f[name][_clip(rows, n), o : o + c]
+        n = int(_ds(self._f, S.SAMPLES_STEP).shape[0])
+        return _ds(self._f, name)[_clip(rows, n), o : o + c]
 
     @property
     @_reading
     def full_steps(self) -> np.ndarray:
         """Optimizer step of each full-tensor dump."""
-        return self._f[S.FULL_STEP][()]
+        return _ds(self._f, S.FULL_STEP)[()]
 
     @_reading
     def full(self, quantity: str, layer: str | int, rows: slice = slice(None)) -> np.ndarray:
@@ -486,15 +500,15 @@ class RunFile:
         name = f"{S.FULL_GROUP}/{quantity}/{i:05d}"
         if name not in self._f:
             raise MissingDataError(f"{self.path}: no full tensors of {quantity!r} were recorded")
-        n = int(self._f[S.FULL_STEP].shape[0])
-        data = self._f[name][_clip(rows, n)]
+        n = int(_ds(self._f, S.FULL_STEP).shape[0])
+        data = _ds(self._f, name)[_clip(rows, n)]
         return data.reshape((data.shape[0], *self._shapes[i]))
 
     @property
     @_reading
     def examplewise_steps(self) -> np.ndarray:
         """Optimizer step of each per-example statistics row."""
-        return self._f[S.EXAMPLEWISE_STEP][()]
+        return _ds(self._f, S.EXAMPLEWISE_STEP)[()]
 
     @_reading
     def examplewise(
@@ -512,7 +526,7 @@ class RunFile:
                 f"unknown examplewise statistic {stat!r}; known: {list(S.EXAMPLEWISE_STATS)}"
             ) from None
         d = self._dataset(S.EXAMPLEWISE_GROUP, "stats")
-        r = _clip(rows, int(self._f[S.EXAMPLEWISE_STEP].shape[0]))
+        r = _clip(rows, int(_ds(self._f, S.EXAMPLEWISE_STEP).shape[0]))
         if layer is None:
             return d[r, : len(self._names), j]
         col = len(self._names) if layer == "network" else self.layer_index(layer)
@@ -521,8 +535,8 @@ class RunFile:
     @_reading
     def examplewise_batch_size(self) -> np.ndarray:
         """Batch size B of each per-example statistics row."""
-        n = int(self._f[S.EXAMPLEWISE_STEP].shape[0])
-        return self._f[f"{S.EXAMPLEWISE_GROUP}/batch_size"][:n]
+        n = int(_ds(self._f, S.EXAMPLEWISE_STEP).shape[0])
+        return _ds(self._f, f"{S.EXAMPLEWISE_GROUP}/batch_size")[:n]
 
     def iter_summary(
         self, quantity: str, stat: str, chunk: int = 4096
@@ -531,7 +545,7 @@ class RunFile:
         n = self.n_rows
         for t0 in range(0, n, chunk):
             r = slice(t0, min(n, t0 + chunk))
-            yield self._f[S.STEP][r], self.summary(quantity, stat, rows=r)
+            yield _ds(self._f, S.STEP)[r], self.summary(quantity, stat, rows=r)
 
     def to_xarray(self, group: str = S.STATS_GROUP) -> Any:
         """One group of the file as a lazy ``xarray.Dataset`` (``engine="h5netcdf"``).
@@ -572,7 +586,7 @@ class RunFile:
             S.FULL_GROUP: S.FULL_STEP,
         }.get(group.strip("/"), S.STEP)
         if "step" in ds.dims and group.strip("/"):
-            coords["step"] = self._f[rows][: ds.sizes["step"]]
+            coords["step"] = _ds(self._f, rows)[: ds.sizes["step"]]
         if "layer" in ds.dims:
             coords["layer"] = list(self._names)
         if "stat" in ds.dims:
@@ -602,7 +616,7 @@ class RunFile:
 
         qs = list(quantities) if quantities is not None else list(self.quantities)
         sts = list(stats) if stats is not None else list(self._stats)
-        steps = self._f[S.STEP][_clip(rows, self.n_rows)]
+        steps = _ds(self._f, S.STEP)[_clip(rows, self.n_rows)]
         names = np.asarray(self._names, dtype=object)
         parts = []
         for q in qs:
@@ -625,13 +639,13 @@ class RunFile:
     # ------------------------------------------------------------------ helpers
     @_reading
     def _rows(self, name: str) -> np.ndarray:
-        return self._f[name][: self.n_rows]
+        return _ds(self._f, name)[: self.n_rows]
 
     def _dataset(self, group: str, name: str) -> h5py.Dataset:
         path = f"{group}/{name}"
         if path not in self._f:
             raise MissingDataError(f"{self.path}: no {path!r} in this run file")
-        return self._f[path]
+        return _ds(self._f, path)
 
 
 def _clip(rows: slice, n: int) -> slice:

@@ -245,8 +245,10 @@ def _check_fields(meta: dict[str, Any]) -> str | None:
 
 
 def load_metadata(path: Path, f: h5py.File) -> dict[str, Any]:
-    """``metadata_json`` as a dict, refused when too large, too deep, not an object or of
-    the wrong types."""
+    """``metadata_json`` as a dict.
+
+    Refused when too large, too deep, not an object or of the wrong types.
+    """
     text = read_attr(path, f, "metadata_json", limit=LIMITS["metadata_bytes"])
     if text is None:
         raise _fail(path, "attribute 'metadata_json' is missing (damaged run file)")
@@ -302,8 +304,11 @@ class Layout:
 
 
 def check_layout(path: Path, f: h5py.File, meta: dict[str, Any] | None = None) -> Layout:
-    """Check every dataset a reader uses against the schema; raise RunFileError naming
-    the first problem. Optional datasets (the v2 additions) are checked when present."""
+    """Check every dataset a reader uses against the schema.
+
+    Raise RunFileError naming the first problem. Optional datasets (the v2 additions) are
+    checked when present.
+    """
     out = Layout()
 
     def need(name: str) -> h5py.Dataset:
@@ -549,8 +554,10 @@ def probe(
     check: Callable[[Path], None],
     timeout: float | None = None,
 ) -> None:
-    """Run ``check(path)`` in a forked child: a file that makes HDF5 loop or crash becomes
-    a RunFileError here instead of a hung or dead process.
+    """Run ``check(path)`` in a forked child.
+
+    A file that makes HDF5 loop or crash becomes a RunFileError here instead of a hung or
+    dead process.
 
     ``timeout`` defaults to the ``GRADSCOPE_PROBE_TIMEOUT`` environment variable, else
     60 s. Where ``os.fork`` does not exist (Windows) ``check`` runs in this process.

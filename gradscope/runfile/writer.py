@@ -40,7 +40,7 @@ import traceback
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import h5py
 import numpy as np
@@ -63,8 +63,11 @@ _OPEN_LOCK = threading.Lock()
 
 
 def _in_use_by_other_writer(path: Path) -> bool:
-    """Whether another writer holds ``path``: this process, gradscope's record lock in
-    another process, or HDF5's own exclusive file lock (a writer without SWMR)."""
+    """Whether another writer holds ``path``.
+
+    This process, gradscope's record lock in another process, or HDF5's own exclusive file
+    lock (a writer without SWMR).
+    """
     with _OPEN_LOCK:
         if str(path.resolve()) in _OPEN_PATHS:
             return True
@@ -212,8 +215,11 @@ class RunWriter:
         return self._error
 
     def write_summary(self, row: S.SummaryRow) -> None:
-        """Queue one summary row (blocks while the queue is full, or while a whole block of
-        earlier rows is not on disk yet)."""
+        """Queue one summary row.
+
+        Blocks while the queue is full, or while a whole block of earlier rows is not on disk
+        yet.
+        """
         self._put_row("summary", row)
 
     def write_samples(self, step: int, values: Mapping[str, np.ndarray]) -> None:
@@ -293,13 +299,13 @@ class RunWriter:
                     kind, payload = item
                     if kind == "flush":
                         self._write_pending()
-                        self._file.flush()
+                        self._open_file().flush()
                         last_flush, dirty = time.monotonic(), False
                         payload.set()
                         continue
                     if kind == "full":
                         self._write_full(*payload)
-                        self._file.flush()
+                        self._open_file().flush()
                         last_flush = time.monotonic()
                         continue
                     self._buf[kind].append(payload)
@@ -324,6 +330,11 @@ class RunWriter:
                 if item is _CLOSE:
                     return
 
+    def _open_file(self) -> h5py.File:
+        """The file being written (open from ``__init__`` until the thread closes it)."""
+        assert self._file is not None, "the run file is already closed"
+        return self._file
+
     def _write_pending(self) -> None:
         for kind in self._buf:
             if self._buf[kind]:
@@ -339,14 +350,14 @@ class RunWriter:
             self._write_samples_block(rows)
         else:
             self._write_examplewise_block(rows)
-        self._file.flush()
+        self._open_file().flush()
         with self._published:
             self._unpublished[kind] -= len(rows)
             self._published.notify_all()
 
     def _publish(self, step_path: str, t0: int, steps: np.ndarray) -> None:
         """Make the rows ``t0..`` visible: flush their data, then grow the step dataset."""
-        self._file.flush()
+        self._open_file().flush()
         _append(self._ds[step_path], t0, steps)
 
     def _write_summary_block(self, rows: list[S.SummaryRow]) -> None:
@@ -520,6 +531,11 @@ def _why(exc: BaseException) -> str:
     return text
 
 
+def _dataset(f: h5py.File, path: str) -> h5py.Dataset:
+    """The dataset at ``path``: h5py types ``f[path]`` as group, dataset or datatype."""
+    return cast(h5py.Dataset, f[path])  # the writer made ``path`` a dataset
+
+
 def _handles(f: h5py.File) -> dict[str, h5py.Dataset]:
     """One open handle per dataset, kept for the file's life (see the module docstring)."""
     out: dict[str, h5py.Dataset] = {}
@@ -651,7 +667,7 @@ def _create_datasets(
     summary += [f"{S.COSINE_GROUP}/{q}" for q in lay.quantities if q in S.COSINE_QUANTITIES]
     step.make_scale("step")
     for name in summary:
-        f[name].dims[0].attach_scale(step)
+        _dataset(f, name).dims[0].attach_scale(step)
 
     n_cols = int(lay.sample_counts.sum())
     s_step = series(S.SAMPLES_STEP, (), np.int64)
@@ -715,23 +731,23 @@ def _label_dimensions(f: h5py.File, lay: S.Layout) -> None:
         return made[name]
 
     def label(path: str, *dims: h5py.Dataset) -> None:
-        ds = f[path]
+        ds = _dataset(f, path)
         for i, scale in enumerate(dims):
             if scale is not None and len(ds.dims[i]) == 0:
                 ds.dims[i].attach_scale(scale)
 
     step, s_step, e_step, f_step = (
-        f[S.STEP],
-        f[S.SAMPLES_STEP],
-        f[S.EXAMPLEWISE_STEP],
-        f[S.FULL_STEP],
+        _dataset(f, S.STEP),
+        _dataset(f, S.SAMPLES_STEP),
+        _dataset(f, S.EXAMPLEWISE_STEP),
+        _dataset(f, S.FULL_STEP),
     )
     f_step.make_scale("full_step")
     layer = dim("layer", n_layers)
     group = dim("param_group", lay.n_groups)
-    for name in f[S.LAYERS]:
+    for name in cast(h5py.Group, f[S.LAYERS]):
         label(f"{S.LAYERS}/{name}", layer)
-    label(S.SAMPLE_INDEX, dim("sample_column", len(f[S.SAMPLE_INDEX])))
+    label(S.SAMPLE_INDEX, dim("sample_column", len(_dataset(f, S.SAMPLE_INDEX))))
     label(S.LR, step, group)
     label(S.LAYER_STEP, step, layer)
     label(S.EPS_DOMINATED, step, layer)
@@ -740,7 +756,7 @@ def _label_dimensions(f: h5py.File, lay: S.Layout) -> None:
     stat = dim("stat", len(S.STATS))
     for q in lay.quantities:
         label(f"{S.STATS_GROUP}/{q}", step, layer, stat)
-        n_bins = f[f"{S.HIST_GROUP}/{q}"].shape[2]
+        n_bins = _dataset(f, f"{S.HIST_GROUP}/{q}").shape[2]
         label(f"{S.HIST_GROUP}/{q}", step, layer, dim(f"hist_bin_{q}", n_bins))
         label(f"{S.HIST_GROUP}/{q}_edges", dim(f"hist_edge_{q}", n_bins + 1))
         if q in S.COSINE_QUANTITIES:

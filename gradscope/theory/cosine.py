@@ -13,7 +13,7 @@ control the false-positive rate at ``1/n``; :func:`sqrt_log_threshold_fpr` gives
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -124,7 +124,7 @@ def cosine_critical_value(
 
 
 def sqrt_log_threshold(n: npt.ArrayLike, eps: npt.ArrayLike | None = None) -> FloatArray:
-    """The student abstract's threshold ``sqrt(-log(eps)/n)``; ``eps = 1/n``: ``sqrt(log n/n)``.
+    """Return the student abstract's threshold ``sqrt(-log(eps)/n)`` (eps = 1/n: ``sqrt(log n/n)``).
 
     It does NOT bound the false-positive rate by ``eps``: see :func:`sqrt_log_threshold_fpr`.
     """
@@ -134,7 +134,7 @@ def sqrt_log_threshold(n: npt.ArrayLike, eps: npt.ArrayLike | None = None) -> Fl
 
 
 def valid_threshold(n: npt.ArrayLike, eps: npt.ArrayLike | None = None) -> FloatArray:
-    """A threshold that holds for all n: ``sqrt(2 log(2/eps)/n)`` (sphere concentration)."""
+    """Return a threshold that holds for all n: ``sqrt(2 log(2/eps)/n)`` (sphere concentration)."""
     n = np.asarray(n, dtype=float)
     e = 1.0 / n if eps is None else np.asarray(eps, dtype=float)
     return np.sqrt(2 * np.log(2 / e) / n)
@@ -252,13 +252,15 @@ def combine_pvalues(
     ``scipy.stats.combine_pvalues``.
     """
     p = np.asarray(pvalues, dtype=float)
-    return np.asarray(stats.combine_pvalues(p, method=method, axis=axis).pvalue)
+    # scipy types the result as a private class without its fields
+    res: Any = stats.combine_pvalues(p, method=method, axis=axis)
+    return np.asarray(res.pvalue)
 
 
 def fdr_control(
     pvalues: npt.ArrayLike, method: Literal["bh", "by"] = "bh", axis: int = -1
 ) -> FloatArray:
-    """Adjusted p-values controlling the FDR across layers (Benjamini-Hochberg or -Yekutieli).
+    """Adjust p-values to control the FDR across layers (Benjamini-Hochberg or -Yekutieli).
 
     Use ``"by"`` when layers are dependent. Wraps ``scipy.stats.false_discovery_control``.
     """

@@ -125,6 +125,7 @@ class _ScaledCosineGen(stats.rv_continuous):
     def _rvs(self, *shapes, size=None, random_state=None):
         n, k = self._nk(*shapes)
         half = (n - 1) / 2
+        assert random_state is not None  # scipy's rvs always passes its generator
         return k * (2 * random_state.beta(half, half, size=size) - 1)
 
     def _stats(self, *shapes):
@@ -400,6 +401,7 @@ class ema_update_nc_gen(stats.rv_continuous):
     def _rvs(self, t, beta1, snr, size=None, random_state=None):
         t_, b_, s_ = (float(np.ravel(a)[0]) for a in (t, beta1, snr))
         k, mean_x, lam = exact._ema_nc_parts(int(t_), b_, s_)
+        assert random_state is not None  # scipy's rvs always passes its generator
         x = random_state.normal(mean_x, 1.0, size=size)
         y_law = stats.ncx2(t_ - 1, lam) if lam > 0 else stats.chi2(t_ - 1)
         y = y_law.rvs(size=size, random_state=random_state)
@@ -583,13 +585,14 @@ def update_law(
     snr: float = 0.0,
     scaled: bool = False,
 ):
-    """The exact frozen law of the update at step t for the given case (docs/theory.md, section 5).
+    """Return the exact frozen law of the update at step t for the given case.
 
-    ``beta=None`` means simple averaging. Dispatches to the closed form where one exists
-    (simple averaging, EMA m with uniform v, with or without a constant mean) and to the
-    Imhof law otherwise; ``t = 1`` gives the two-point law ``+-bound``. ``scaled`` multiplies
-    by ``sqrt(t)`` (the paper's variable; simple averaging only). A non-zero ``snr`` with
-    ``beta2`` or ``sigma`` has no exact law: use :func:`gradscope.theory.simulate_adam`.
+    The laws are derived in docs/theory.md, section 5. ``beta=None`` means simple averaging.
+    Dispatches to the closed form where one exists (simple averaging, EMA m with uniform v,
+    with or without a constant mean) and to the Imhof law otherwise; ``t = 1`` gives the
+    two-point law ``+-bound``. ``scaled`` multiplies by ``sqrt(t)`` (the paper's variable;
+    simple averaging only). A non-zero ``snr`` with ``beta2`` or ``sigma`` has no exact law:
+    use :func:`gradscope.theory.simulate_adam`.
     """
     if t < 1 or int(t) != t:
         raise ValueError(f"t must be a positive integer, got {t}")

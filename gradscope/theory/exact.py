@@ -13,10 +13,14 @@ Functions take and return NumPy arrays (or floats) and keep no state.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import numpy.typing as npt
 from scipy import integrate, special, stats
+
+if TYPE_CHECKING:
+    from scipy.stats._distn_infrastructure import rv_continuous_frozen
 
 __all__ = [
     "abs_mean_cosine",
@@ -88,7 +92,7 @@ def cosine_pdf(x: ArrayLike, n: ArrayLike) -> FloatArray:
 
 
 def _t_of_cos(x: FloatArray, n: FloatArray) -> FloatArray:
-    """The monotone map ``T = x sqrt((n-1)/(1-x^2))`` (one-sample t statistic)."""
+    """Apply the monotone map ``T = x sqrt((n-1)/(1-x^2))`` (one-sample t statistic)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return x * np.sqrt((n - 1) / ((1 - x) * (1 + x)))
 
@@ -109,8 +113,8 @@ def cosine_abs_sf(x: ArrayLike, n: ArrayLike) -> FloatArray:
     return np.where(x >= 1, 0.0, out)
 
 
-def _collapse(a: ArrayLike) -> ArrayLike:
-    """A constant array (scipy broadcasts shapes to the data's size) as a scalar."""
+def _collapse(a: ArrayLike) -> Any:  # a NumPy scalar, or ``a`` itself
+    """Return a constant array (scipy broadcasts shapes to the data's size) as a scalar."""
     arr = np.asarray(a)
     if arr.ndim and arr.size and np.all(arr == arr.flat[0]):
         return arr.flat[0]
@@ -164,10 +168,10 @@ def cosine_cdf(x: ArrayLike, n: ArrayLike) -> FloatArray:
     ``_cosine_cdf_fast``); 1e7 points then cost well under a second instead of several.
     """
     x = np.asarray(x, dtype=float)
-    n = _collapse(n)
-    if x.size >= _FAST_MIN_SIZE and np.ndim(n) == 0 and n >= 2:
-        return _cosine_cdf_fast(x, float(n))
-    return _cosine_cdf_exact(x, n)
+    nc = _collapse(n)
+    if x.size >= _FAST_MIN_SIZE and np.ndim(nc) == 0 and nc >= 2:
+        return _cosine_cdf_fast(x, float(nc))
+    return _cosine_cdf_exact(x, nc)
 
 
 def cosine_sf(x: ArrayLike, n: ArrayLike) -> FloatArray:
@@ -262,7 +266,7 @@ def ema_weights(t: int, beta: float | None) -> FloatArray:
 
 
 def adam_weights(t: int, beta1: float | None, beta2: float | None) -> tuple[FloatArray, FloatArray]:
-    """The pair ``(w, a)`` of first- and second-moment weights of Adam at step t."""
+    """Return the pair ``(w, a)`` of first- and second-moment weights of Adam at step t."""
     return ema_weights(t, beta1), ema_weights(t, beta2)
 
 
@@ -317,13 +321,14 @@ def paper_approx_var_abs_update(t: ArrayLike, beta1: ArrayLike) -> FloatArray:
 # --------------------------------------------------------------------------------------------
 
 
-def student_t_model(t: int, *, centred: bool = True) -> stats.rv_continuous:
+def student_t_model(t: int, *, centred: bool = True) -> rv_continuous_frozen:
     """Liu et al.'s model for ``sqrt(t) u``: Student t with ``t-1`` (or ``t``) degrees of freedom.
 
     It treats numerator and denominator as independent; it describes the t statistic ``T``,
     not the bounded update (see :func:`update_from_t_statistic`).
     """
-    return stats.t(df=t - 1 if centred else t)
+    # scipy types freezing any law as "continuous or discrete"; Student t is continuous
+    return cast("rv_continuous_frozen", stats.t(df=t - 1 if centred else t))
 
 
 def student_t_variance(t: ArrayLike, *, centred: bool = True) -> FloatArray:
@@ -349,7 +354,7 @@ def update_bound(w: ArrayLike, a: ArrayLike, scale: ArrayLike | None = None) -> 
 
 
 def adam_update_bound(t: ArrayLike, beta1: ArrayLike, beta2: ArrayLike) -> FloatArray:
-    """Closed form of the sharp bound for Adam's EMAs, ``gamma = beta1^2/beta2``."""
+    """Evaluate the closed form of the sharp bound for Adam's EMAs, ``gamma = beta1^2/beta2``."""
     t = np.asarray(t, dtype=float)
     b1 = np.asarray(beta1, dtype=float)
     b2 = np.asarray(beta2, dtype=float)
@@ -410,7 +415,7 @@ def _imhof_terms(xs: FloatArray, b2: FloatArray, alpha: FloatArray, norm: FloatA
 
 
 def _imhof_integrals(
-    x: FloatArray, w: FloatArray, a: FloatArray, scale, want_pdf: bool
+    x: FloatArray, w: ArrayLike, a: ArrayLike, scale, want_pdf: bool
 ) -> tuple[FloatArray, FloatArray]:
     b, alpha = _scaled(w, a, scale)
     b2 = b * b
@@ -425,8 +430,8 @@ def _imhof_integrals(
             return np.zeros(2 * xs.size)
         ld, dld = logdet(u)
         phi = np.exp(-0.5 * ld)  # characteristic function of Q at u/2
-        first = phi.imag / u
-        second = (-0.5 * phi * dld).imag / u if want_pdf else np.zeros_like(first)
+        first = np.imag(phi) / u
+        second = np.imag(-0.5 * phi * dld) / u if want_pdf else np.zeros_like(first)
         return np.concatenate([first, second])
 
     val, _ = integrate.quad_vec(integrand, 0, np.inf, epsabs=1e-13, epsrel=1e-11, norm="max")
@@ -504,7 +509,7 @@ _CHUNK = 2_000_000  # complex elements per (points, nodes, t) block
 
 
 def _lambda_plus(b2: FloatArray, c: FloatArray) -> FloatArray:
-    """The positive root lam of sum b2/(lam + c) = 1 per row of ``c`` (c >= 0 real)."""
+    """Find the positive root lam of sum b2/(lam + c) = 1 per row of ``c`` (c >= 0 real)."""
     lo = np.zeros(c.shape[0])
     hi = np.full(c.shape[0], b2.sum())  # the sum is <= 1 there
     lam = hi.copy()
@@ -525,7 +530,7 @@ def _lambda_plus(b2: FloatArray, c: FloatArray) -> FloatArray:
 def _craig_log_h(
     sin2: FloatArray, x: np.ndarray, lam_real: FloatArray, b2: FloatArray, alpha: FloatArray
 ) -> np.ndarray:
-    """log h at the nodes ``sin2 = sin^2 th`` (nx, nodes); ``x`` real or complex (nx,)."""
+    """``log h`` at the nodes ``sin2 = sin^2 th`` (nx, nodes); ``x`` real or complex (nx,)."""
     c = x[:, None] ** 2 * alpha[None, :]
     lam = lam_real.astype(x.dtype)
     if np.iscomplexobj(x):  # complex step: Newton from the real root, quadratic convergence
@@ -542,8 +547,11 @@ def _craig_log_h(
 def _craig_block(
     x: FloatArray, b2: FloatArray, alpha: FloatArray, want_pdf: bool
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """``P(|u| <= x)``, ``P(|u| > x)`` (each from the form that keeps its relative
-    precision) and the x-derivative of the first, for ``0 < x < bound`` (one memory block)."""
+    """``P(|u| <= x)``, ``P(|u| > x)`` and the x-derivative of the first.
+
+    The two probabilities each come from the form that keeps its relative precision; for
+    ``0 < x < bound`` (one memory block).
+    """
     lam = _lambda_plus(b2, x[:, None] ** 2 * alpha[None, :])
     h_step = 1e-20 * x
     xc = x + 1j * h_step
@@ -717,7 +725,8 @@ def _ema_nc_parts(t: float, beta1: float | None, snr: float) -> tuple[float, flo
 
 def _ema_nc_integrals(x: FloatArray, t: int, beta1: float | None, snr: float, pdf: bool):
     k, mean_x, lam = _ema_nc_parts(t, beta1, snr)
-    y_law = stats.ncx2(t - 1, lam) if lam > 0 else stats.chi2(t - 1)
+    # scipy types freezing any law as "continuous or discrete"; both are continuous
+    y_law = cast("rv_continuous_frozen", stats.ncx2(t - 1, lam) if lam > 0 else stats.chi2(t - 1))
     c = np.clip(np.asarray(x, dtype=float) / k, -1, 1)
     pos = c >= 0
     # for c >= 0: P(u <= x) = P(X <= 0) + int_0^inf phi(X) P(Y >= X^2 r) dX, r = (1-c^2)/c^2;

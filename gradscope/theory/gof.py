@@ -126,13 +126,15 @@ def goodness_of_fit(
     pit = pit_histogram(f, bins)
     tv = float(0.5 * np.sum(np.abs(pit - 1 / bins)))
 
+    # the law's methods beyond cdf are optional: each use checks hasattr or catches the error
+    opt: Any = law
     if law_var is None:
-        law_var = float(law.var()) if hasattr(law, "var") else float("nan")
+        law_var = float(opt.var()) if hasattr(law, "var") else float("nan")
     if law_abs_var is None:
         law_abs_var = _law_abs_var(law)
     if law_excess_kurtosis is None:
         try:
-            law_excess_kurtosis = float(law.stats(moments="k"))
+            law_excess_kurtosis = float(opt.stats(moments="k"))
         except (AttributeError, TypeError, ValueError):
             law_excess_kurtosis = 0.0
     var_ratio = float(np.var(x) / law_var) if law_var else float("nan")
@@ -143,10 +145,10 @@ def goodness_of_fit(
     dip = _center_dip(x, bins=max(20, min(200, int(np.sqrt(n) / 2))))
     law_dip = 1.0
     if hasattr(law, "pdf") and hasattr(law, "ppf"):
-        grid = np.asarray(law.ppf(np.linspace(0.01, 0.99, 99)), dtype=float)
-        dens = np.asarray(law.pdf(grid), dtype=float)
+        grid = np.asarray(opt.ppf(np.linspace(0.01, 0.99, 99)), dtype=float)
+        dens = np.asarray(opt.pdf(grid), dtype=float)
         if np.all(np.isfinite(dens)) and dens.max() > 0:
-            law_dip = float(law.pdf(law.ppf(0.5)) / dens.max())
+            law_dip = float(opt.pdf(opt.ppf(0.5)) / dens.max())
     bimodal = dip < dip_threshold and law_dip >= dip_threshold
 
     ks_p = cvm_p = None

@@ -38,7 +38,7 @@ class AdamSimulation:
     config: dict[str, Any] = field(default_factory=dict)
 
     def at(self, step: int) -> np.ndarray:
-        """The samples recorded at ``step``."""
+        """Return the samples recorded at ``step``."""
         idx = np.flatnonzero(self.steps == step)
         if idx.size == 0:
             raise KeyError(f"step {step} was not recorded; recorded: {self.steps.tolist()}")

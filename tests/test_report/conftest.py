@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_report import runs
+from tests.helpers import runs
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from gradscope import theory
 from gradscope.errors import MissingDataError, RunFileError
 from gradscope.report.build import analyze_run, build, optimizer_facts
 from gradscope.runfile import RunFile
-from tests.test_report import runs
+from tests.helpers import runs
 
 
 class _Collect(HTMLParser):

@@ -15,7 +15,7 @@ from gradscope.cli import app
 from gradscope.report.build import analyze_run, build
 from gradscope.report.compare import compare_runs
 from gradscope.runfile import RunFile
-from tests.test_report import runs
+from tests.helpers import runs
 
 runner = CliRunner()
 

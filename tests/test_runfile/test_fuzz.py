@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.test_report import runs
+from tests.helpers import runs
 from tests.test_runfile import damage
 
 WORKER = Path(__file__).with_name("fuzz_worker.py")

@@ -9,7 +9,7 @@ import pytest
 
 from gradscope.errors import MissingDataError
 from gradscope.runfile import RunFile
-from tests.test_report.runs import synthetic_run
+from tests.helpers.runs import synthetic_run
 
 xr = pytest.importorskip("xarray")
 pytest.importorskip("h5netcdf")
