@@ -2,9 +2,10 @@
 with every published row readable and at most ``flush_every`` rows lost.
 
 One zygote process imports torch and gradscope once and forks a training run per trial
-(``kill_zygote.py``); the test kills each run with SIGKILL after a random delay (a third
-of them around the first step, where the run file is being created; a third replacing an
-existing file with ``overwrite=True``) and then checks what is on disk.
+(``kill_zygote.py``); the test kills each run with SIGKILL (a third of them after a random
+delay around the first step, where the run file is being created; the others at a random
+step, read from the run's progress file, plus a random fraction of a step; a third
+replacing an existing file with ``overwrite=True``) and then checks what is on disk.
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ def run_kills(tmp: Path, kills: int = 32, max_trials: int = 80, seed: int = 15) 
                     first = time.monotonic() - t0
                 time.sleep(0.002)
             assert gone(pid, 120), "the reference run did not finish"
-            duration = 0.9 * (time.monotonic() - t0)
+            assert first is not None, "the reference run never finished its first step"
+            step_time = (time.monotonic() - t0 - first) / STEPS
         with RunFile(good) as run:
             assert run.n_rows == STEPS
         for i in range(max_trials):
@@ -118,14 +120,20 @@ def run_kills(tmp: Path, kills: int = 32, max_trials: int = 80, seed: int = 15) 
             overwrite = i % 3 == 2
             if overwrite:
                 shutil.copyfile(good, path)
-            # a third around the first step, where the file is created; the rest between
-            # the first step and the end of the run
-            if i % 3 == 0:
-                delay = rng.uniform(0.5 * first, 1.1 * first)
-            else:
-                delay = rng.uniform(first, max(duration, 1.01 * first))
+            # a third around the first step, where the file is created (by time); the rest
+            # at a random step of the run: once the progress file shows it, after a random
+            # fraction of a step (by progress, so a loaded machine cannot outrun the kill)
+            t_start = time.monotonic()
             pid = start(path, i, overwrite)
-            time.sleep(delay)
+            if i % 3 == 0:
+                time.sleep(rng.uniform(0.5 * first, 1.1 * first))
+            else:
+                target = int(rng.integers(1, STEPS - 1))
+                pause = rng.uniform(0.0, step_time)
+                while (_progress(path) or 0) < target and time.monotonic() - t_start < 120:
+                    time.sleep(0.001)
+                time.sleep(pause)
+            delay = time.monotonic() - t_start
             try:
                 os.kill(pid, signal.SIGKILL)
                 killed = True
