@@ -107,6 +107,19 @@ class Backend(Protocol):
     def items(self, x: Operand) -> list: ...
 
 
+def _is_dtensor(x: Tensor) -> bool:
+    """Is ``x`` a ``torch.distributed.tensor.DTensor`` (FSDP2's sharded parameters)?"""
+    return type(x).__name__ == "DTensor"
+
+
+def _global(r: Tensor) -> Tensor:
+    """A layer reduction as a plain 0-d tensor: a DTensor result (DTensor's own sum, min or
+    mean of the local slices, not yet combined) is combined over the ranks, so every rank
+    holds the whole layer's value; anything else as is. A flat view of an unevenly sharded
+    DTensor does not exist, so DTensor inputs never take the ``dot`` of flat views."""
+    return r.full_tensor() if _is_dtensor(r) else r
+
+
 class _Single:
     """Backend over one tensor; per-layer scalars are python floats (CPU) or 0-d tensors."""
 
@@ -218,17 +231,22 @@ class _Single:
 
     @staticmethod
     def sumsq(x: Tensor) -> Tensor:
-        x = x.reshape(-1).to(acc_dtype(x.dtype))
+        dt = acc_dtype(x.dtype)
+        if _is_dtensor(x):
+            return _global(x.to(dt).square().sum())
+        x = x.reshape(-1).to(dt)
         return torch.dot(x, x)
 
     @staticmethod
     def dot(x: Tensor, y: Tensor) -> Tensor:
         dt = acc_dtype(x.dtype)
+        if _is_dtensor(x):
+            return _global((x.to(dt) * y.to(dt)).sum())
         return torch.dot(x.reshape(-1).to(dt), y.reshape(-1).to(dt))
 
     @staticmethod
     def sum(x: Tensor) -> Tensor:
-        return x.sum(dtype=acc_dtype(x.dtype))
+        return _global(x.sum(dtype=acc_dtype(x.dtype)))
 
     @staticmethod
     def mean_square(x: Tensor) -> Tensor:
@@ -237,16 +255,16 @@ class _Single:
 
     @staticmethod
     def mean(x: Tensor) -> Tensor:
-        return x.mean(dtype=acc_dtype(x.dtype))
+        return _global(x.mean(dtype=acc_dtype(x.dtype)))
 
     @staticmethod
     def amin(x: Tensor) -> Tensor:
-        return x.amin()
+        return _global(x.amin())
 
     @staticmethod
     def rsqrt_mean(v: Tensor, sqrt_c: Scalar) -> Tensor:
         """mean_i 1 / sqrt(v_i / c), AdamL's layer stepsize (sqrt_c = sqrt(1 - b2^t))."""
-        return torch.rsqrt(v).mean(dtype=acc_dtype(v.dtype)) * sqrt_c
+        return _global(torch.rsqrt(v).mean(dtype=acc_dtype(v.dtype))) * sqrt_c
 
     @staticmethod
     def stack(s: Tensor) -> Scalar:

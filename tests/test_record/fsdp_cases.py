@@ -121,3 +121,16 @@ def two_optimizers(model: nn.Module) -> list[torch.optim.Optimizer]:
     weights = [p for n, p in model.named_parameters() if n.endswith("weight")]
     biases = [p for n, p in model.named_parameters() if n.endswith("bias")]
     return [torch.optim.Adam(weights, lr=1e-2), Lion(biases, lr=1e-2)]
+
+
+#: gradscope optimizers with layer reductions (Aida's projections, AdamL's layer mean,
+#: SET-Adam's sums and minimum, LAdam's layer second moment), stepped on FSDP2's unevenly
+#: sharded parameters
+GRADSCOPE_ON_FSDP = ("Aida", "AdamL", "SETAdam", "LAdam")
+
+
+def gradscope_optimizer(name: str, params: Any) -> torch.optim.Optimizer:
+    """One of :data:`GRADSCOPE_ON_FSDP` with the settings the FSDP2 test uses."""
+    import gradscope.optim as O
+
+    return getattr(O, name)(params, lr=1e-2)

@@ -36,7 +36,9 @@ import torch.distributed as dist  # noqa: E402
 from fsdp_cases import (  # noqa: E402
     DTENSOR_SPECS,
     GLOBAL_BATCH,
+    GRADSCOPE_ON_FSDP,
     dtensor_module,
+    gradscope_optimizer,
     make_mlp,
     mlp_batch,
     sgd_for,
@@ -133,6 +135,15 @@ def main() -> None:
         opts = two_optimizers(model)
         with Recorder(model, opts, out / "multi.h5", sample=5, overwrite=True) as rec:
             train_many(model, opts, rec, rank, world, 4)
+        # gradscope's own optimizers (layer reductions over the sharded parameters), 3 steps
+        for name in GRADSCOPE_ON_FSDP:
+            model = fsdp_model()
+            opt = gradscope_optimizer(name, model.parameters())
+            with Recorder(model, opt, out / f"gs-{name}.h5", sample=0, overwrite=True) as rec:
+                train(model, opt, rec, rank, world, 3)
+            full = {k: v.full_tensor().detach().numpy() for k, v in model.state_dict().items()}
+            if rank == 0:
+                np.savez(out / f"gs-{name}.npz", **full)
         # a write failure on rank 0 at step 3: both ranks stop recording at step 4, train on
         model = fsdp_model()
         opt = torch.optim.Adam(model.parameters(), lr=1e-2)

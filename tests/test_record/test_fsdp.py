@@ -25,7 +25,9 @@ from gradscope.runfile import schema as S
 from tests.helpers.processes import free_port
 
 from .fsdp_cases import (
+    GRADSCOPE_ON_FSDP,
     dtensor_values,
+    gradscope_optimizer,
     make_mlp,
     mlp_batch,
     plain_module,
@@ -103,15 +105,12 @@ def test_rank0_file_has_the_unsharded_layers(sharded):
         assert a.metadata["world_size"] == 2 and a.metadata["rank"] == 0
         assert a.quantities == b.quantities
         np.testing.assert_array_equal(a.steps, np.arange(1, 9))
-    assert sorted(p.name for p in sharded.glob("*.h5")) == [
-        "dref.h5",
-        "dtensor.h5",
-        "fail.h5",
-        "fsdp.h5",
-        "mref.h5",
-        "multi.h5",
-        "ref.h5",
-    ]  # rank 1 wrote nothing, the refused recorders created nothing
+    # (gs-ref-*.h5 are the unsharded references other tests of this module write)
+    written = sorted(p.name for p in sharded.glob("*.h5") if not p.name.startswith("gs-ref-"))
+    assert written == sorted(
+        ["dref.h5", "dtensor.h5", "fail.h5", "fsdp.h5", "mref.h5", "multi.h5", "ref.h5"]
+        + [f"gs-{name}.h5" for name in GRADSCOPE_ON_FSDP]
+    )  # rank 1 wrote nothing, the refused recorders created nothing
 
 
 def test_fsdp_statistics_equal_the_unsharded_run(sharded):
@@ -283,3 +282,34 @@ def test_rank0_survives_a_dead_or_stalled_rank1(tmp_path, mode):
         np.testing.assert_array_equal(run.steps, np.arange(1, 6))
         assert np.isfinite(run.summary("grad", "norm")).all()
         assert np.isfinite(run.loss).all()
+
+
+@pytest.mark.parametrize("name", GRADSCOPE_ON_FSDP)
+def test_gradscope_optimizers_step_fsdp2_parameters_as_unsharded(sharded, name):
+    """Layer reductions (Aida's projections, AdamL's and LAdam's layer means, SET-Adam's
+    sums and minimum) over unevenly sharded DTensors combine over the ranks: the parameters
+    after 3 steps equal the unsharded run's, and the recorder records them."""
+    model = make_mlp()
+    opt = gradscope_optimizer(name, model.parameters())
+    with Recorder(model, opt, sharded / f"gs-ref-{name}.h5", sample=0) as rec:
+        for t in range(1, 4):
+            x, y = mlp_batch(t)
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            rec.log_loss(loss)
+            opt.step()
+    got = np.load(sharded / f"gs-{name}.npz")
+    for k, v in model.state_dict().items():
+        np.testing.assert_allclose(got[k], v.detach().numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
+    with RunFile(sharded / f"gs-{name}.h5") as a, RunFile(sharded / f"gs-ref-{name}.h5") as b:
+        assert a.steps.tolist() == b.steps.tolist() == [1, 2, 3]
+        for q in ("grad", "stepsize", "update"):
+            for stat in ("mean", "norm"):
+                np.testing.assert_allclose(
+                    a.summary(q, stat)[:, columns(a, list(b.layers))],
+                    b.summary(q, stat),
+                    rtol=1e-4,
+                    atol=1e-7,
+                    err_msg=f"{q} {stat}",
+                )
