@@ -113,10 +113,12 @@ def _is_dtensor(x: Tensor) -> bool:
 
 
 def _global(r: Tensor) -> Tensor:
-    """A layer reduction as a plain 0-d tensor: a DTensor result (DTensor's own sum, min or
-    mean of the local slices, not yet combined) is combined over the ranks, so every rank
-    holds the whole layer's value; anything else as is. A flat view of an unevenly sharded
-    DTensor does not exist, so DTensor inputs never take the ``dot`` of flat views."""
+    """A layer reduction as a plain 0-d tensor, the whole layer's value on every rank.
+
+    A DTensor result (DTensor's own sum, min or mean of the local slices, not yet combined)
+    is combined over the ranks; anything else is returned as is. A flat view of an unevenly
+    sharded DTensor does not exist, so DTensor inputs never take the ``dot`` of flat views.
+    """
     return r.full_tensor() if _is_dtensor(r) else r
 
 
