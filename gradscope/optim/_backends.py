@@ -119,7 +119,8 @@ def _global(r: Tensor) -> Tensor:
     is combined over the ranks; anything else is returned as is. A flat view of an unevenly
     sharded DTensor does not exist, so DTensor inputs never take the ``dot`` of flat views.
     """
-    return r.full_tensor() if _is_dtensor(r) else r
+    # the attribute exists on DTensor only (the check above; a Tensor subclass)
+    return r.full_tensor() if _is_dtensor(r) else r  # pyright: ignore[reportAttributeAccessIssue]
 
 
 class _Single:
