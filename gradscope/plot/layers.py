@@ -20,6 +20,7 @@ from matplotlib.colors import LogNorm, Normalize, SymLogNorm
 from matplotlib.ticker import FuncFormatter, Locator, NullFormatter
 
 from gradscope.analysis.layers import LayerGroups, layer_groups
+from gradscope.plot._layout import colorbar_below
 
 __all__ = ["draw_heatmap", "label_layers"]
 
@@ -179,8 +180,7 @@ def draw_heatmap(
     mesh = ax.pcolormesh(
         edges, np.arange(n + 1) - 0.5, np.ma.masked_invalid(v.T), norm=norm, cmap=cmap
     )
-    cb = ax.figure.colorbar(mesh, ax=ax, location="bottom", fraction=0.05, shrink=0.7, aspect=40)
-    cb.set_label(label)
+    colorbar_below(ax, mesh, label)
     ax.set_xlabel(xlabel)
     ax.grid(False)
     label_layers(ax, names, "y")

@@ -16,6 +16,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.rcsetup import cycler
 
+from gradscope.plot._layout import GridLayout, colorbar_below, fix_layout
+
 if TYPE_CHECKING:
     from matplotlib.typing import ColorType, RcKeyType
 
@@ -23,8 +25,11 @@ if TYPE_CHECKING:
 # backend is left as the user set it.
 
 __all__ = [
+    "GridLayout",
+    "colorbar_below",
     "figure",
     "figure_of",
+    "fix_layout",
     "heatmap_height",
     "log_scale",
     "mosaic",
@@ -39,6 +44,9 @@ __all__ = [
 
 #: Resolution of every PNG (the file written and the HTML embed are the same bytes).
 DPI = 100
+#: zlib level of the PNGs: on a 62-layer stepsize figure level 3 encodes in 0.11 s where
+#: PIL's default 6 takes 0.13 s, for a file 3% larger.
+PNG_COMPRESS = 3
 
 
 def palette(n: int) -> list[tuple[float, float, float]]:
@@ -65,7 +73,7 @@ def figure(
     The axes are an ``(nrows, ncols)`` array of :class:`~matplotlib.axes.Axes` (never
     squeezed).
     """
-    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    fig = Figure(figsize=(width * ncols, height * nrows), layout=GridLayout())
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     return fig, axes
@@ -84,7 +92,7 @@ def mosaic(
     layout: Sequence[Sequence[str]], *, width: float, heights: Sequence[float]
 ) -> tuple[Figure, dict[Any, Axes]]:
     """A new figure with named panels (``Figure.subplot_mosaic``); rows ``heights`` inches."""
-    fig = Figure(figsize=(width, float(sum(heights))), layout="constrained")
+    fig = Figure(figsize=(width, float(sum(heights))), layout=GridLayout())
     FigureCanvasAgg(fig)
     axd = fig.subplot_mosaic([list(r) for r in layout], height_ratios=list(heights))
     return fig, axd
@@ -104,7 +112,7 @@ def heatmap_height(n_layers: int) -> float:
     Room for a name per layer up to about 60 layers, then capped (the axis thins its labels
     and names the module groups).
     """
-    return float(min(max(1.3 + 0.115 * n_layers, 2.6), 8.5))
+    return float(min(max(1.3 + 0.115 * n_layers, 3.2), 8.5))
 
 
 def run_legend(fig: Figure, names: Sequence[str], colors: Sequence[ColorType]) -> None:
@@ -115,7 +123,7 @@ def run_legend(fig: Figure, names: Sequence[str], colors: Sequence[ColorType]) -
     fig.legend(
         handles,
         list(names),
-        loc="outside upper center",
+        loc="upper center",
         ncols=min(len(names), 6),
         fontsize="small",
         title="runs",
@@ -152,7 +160,7 @@ def save(
     The PNG is rendered once: the bytes written to ``stem.png`` are the ones returned (the
     HTML page embeds them), whether or not ``png`` is among ``formats``.
     """
-    png = png_bytes(fig)
+    png = png_bytes(fig)  # lays the figure out once (fix_layout)
     out = []
     for fmt in formats:
         path = Path(f"{stem}.{fmt}")
@@ -165,14 +173,21 @@ def save(
 
 
 def png_bytes(fig: Figure) -> bytes:
-    """The figure as PNG bytes at :data:`DPI`."""
+    """The figure as PNG bytes at :data:`DPI`.
+
+    A figure laid out by :class:`GridLayout` is arranged here once and its engine removed,
+    so that this and any later render draw the figure once (matplotlib draws a figure
+    twice per save while it has a layout engine).
+    """
+    fix_layout(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
+    fig.savefig(buf, format="png", dpi=DPI, pil_kwargs={"compress_level": PNG_COMPRESS})
     return buf.getvalue()
 
 
 def svg_text(fig: Figure) -> str:
     """The figure as inline SVG text."""
+    fix_layout(fig)
     buf = io.StringIO()
     fig.savefig(buf, format="svg")
     return buf.getvalue()

@@ -12,7 +12,7 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from gradscope.analysis.results import FitMisfit, LawCurves, UpdateFit, UpdateMoments
 from gradscope.plot.layers import label_layers
-from gradscope.plot.style import figure, figure_of, palette, run_legend
+from gradscope.plot.style import colorbar_below, figure, figure_of, palette, run_legend
 
 __all__ = ["draw_fit_misfit", "draw_law_curves", "draw_update_fits", "draw_update_moments"]
 
@@ -103,8 +103,7 @@ def draw_fit_misfit(misfit: FitMisfit, *, ax: Axes | None = None) -> Figure:
         norm=norm,
         cmap="viridis",
     )
-    cb = fig.colorbar(mesh, ax=ax, location="bottom", fraction=0.05, shrink=0.7, aspect=40)
-    cb.set_label("KS distance to the exact law")
+    colorbar_below(ax, mesh, "KS distance to the exact law")
     tj, li = np.nonzero(np.asarray(misfit.rejected, dtype=bool))
     if tj.size:
         ax.plot(tj, li, "x", color="w", ms=4, mew=1.2, label="zero-mean law rejected")

@@ -138,3 +138,68 @@ def test_randomness_figure_300_layers_and_compare():
         fig = pr.draw_randomness([res, res], labels=["adam", "sgd"])
         assert_no_overlap(fig)
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["adam", "sgd"]
+
+
+def assert_panels_apart(fig) -> int:
+    """No two panels' boxes (axes with their tick labels, labels, titles and colour bars)
+    intersect, figure legends and the suptitle touch no panel, and all lie inside the
+    figure. Returns how many boxes were checked."""
+    from matplotlib.transforms import Bbox
+
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    boxes = [a.get_tightbbox(r) for a in fig.axes if a.get_visible()]
+    boxes += [leg.get_window_extent(r) for leg in fig.legends]
+    boxes += [t.get_window_extent(r) for t in fig.texts if t.get_text()]
+    page = Bbox.from_bounds(0, 0, fig.bbox.width, fig.bbox.height).expanded(1.001, 1.001)
+    for b in boxes:
+        assert page.contains(b.x0, b.y0) and page.contains(b.x1, b.y1), f"{b} leaves the figure"
+    for a, b in itertools.combinations(boxes, 2):
+        inter = Bbox.intersection(a, b)
+        assert inter is None or inter.width < 1.0 or inter.height < 1.0, f"{a} meets {b}"
+    return len(boxes)
+
+
+def _records(names, steps=12):
+    rng = np.random.default_rng(2)
+    n = len(names)
+    mean = 10 ** rng.uniform(-4, 1, (steps, n))
+    st = np.arange(1, steps + 1)
+    rnd = A.cosine_randomness(st, rng.uniform(-0.01, 0.01, (steps, n)), np.full(n, 4096), names)
+    rng_ = A.stepsize_range(st, 0.01 * mean, 10 * mean, names)
+    return A.stepsize_profile(st, mean, 2.5 * mean, names), rng_, rnd
+
+
+@pytest.mark.parametrize("n", [6, 62, 300])
+def test_panels_never_meet(n):
+    """The one-pass layout leaves room for every panel's labels, titles and colour bar."""
+    names = NAMES[n]
+    prof, rng_, rnd = _records(names)
+    nl = A.named_layers(names)
+    with style.theme():
+        figs = [
+            ps.draw_stepsize_profile(prof, named=nl),
+            ps.draw_stepsize_range(rng_, named=nl),
+            pr.draw_randomness(rnd, named=nl),
+            pr.draw_randomness([rnd, rnd], ["adam", "a run with a long name"], named=nl),
+            ps.draw_stepsize_profile([prof, prof], ["adam", "sgd"], named=nl),
+        ]
+        for fig in figs:
+            assert assert_panels_apart(fig) >= 2
+            assert_no_overlap(fig)
+
+
+def test_layout_is_fixed_before_render():
+    """png_bytes lays the figure out once and removes the engine: the saved figure is drawn
+    once, at the positions the layout chose."""
+    names = NAMES[62]
+    prof, _, _ = _records(names)
+    with style.theme():
+        fig = ps.draw_stepsize_profile(prof, named=A.named_layers(names))
+        assert isinstance(fig.get_layout_engine(), style.GridLayout)
+        png = style.png_bytes(fig)
+        assert fig.get_layout_engine() is None and png[:4] == b"\x89PNG"
+        pos = [a.get_position().bounds for a in fig.axes]
+        style.png_bytes(fig)
+        assert [a.get_position().bounds for a in fig.axes] == pos
+        assert_panels_apart(fig)
