@@ -21,9 +21,17 @@ from typing import Any
 import numpy as np
 
 from gradscope import analysis as A
+from gradscope.analysis.fit import EPS_CAP, MIN_FIT_SIZE
 from gradscope.errors import MissingDataError
 from gradscope.report import export
-from gradscope.report.runview import LayerSettings, beta1_key, eps_dominated, layer_steps
+from gradscope.report import sections as SEC
+from gradscope.report.runview import (
+    LayerSettings,
+    RunMeta,
+    beta1_key,
+    eps_dominated,
+    layer_steps,
+)
 from gradscope.runfile import schema as S
 from gradscope.runfile.reader import RunFile
 
@@ -70,6 +78,10 @@ class RunAnalysis:
     verdicts: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    #: records of the sections outside the shared pass (:meth:`Section.analyze`), by key
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: the run's metadata, parsed once
+    meta: RunMeta = field(default_factory=RunMeta)
 
 
 @dataclass(frozen=True)
@@ -86,21 +98,8 @@ class Report:
 
 def optimizer_facts(metadata: dict[str, Any]) -> tuple[str, float | None, float | None, float]:
     """``(class name, beta1 or momentum, beta2, weight decay)`` from run metadata."""
-    opt = metadata.get("optimizer", {}) if isinstance(metadata, dict) else {}
-    opt = opt if isinstance(opt, dict) else {}
-    name = str(opt.get("class", "unknown")).rsplit(".", 1)[-1]
-    d = opt.get("defaults", {}) if isinstance(opt.get("defaults"), dict) else {}
-    betas = d.get("betas")
-    b1 = b2 = None
-    if isinstance(betas, (list, tuple)) and len(betas) == 2:
-        b1, b2 = float(betas[0]), float(betas[1])
-    elif "momentum" in d:
-        b1 = float(d["momentum"])
-    try:
-        wd = float(d.get("weight_decay", 0.0) or 0.0)
-    except (TypeError, ValueError):
-        wd = 0.0
-    return name, b1, b2, wd
+    m = RunMeta.parse(metadata)
+    return m.optimizer, m.beta1, m.beta2, m.weight_decay
 
 
 def _row_range(steps: np.ndarray, window: tuple[int | None, int | None] | None) -> tuple[int, int]:
@@ -199,7 +198,8 @@ def _analyze(
     sizes = run.sizes[cols]
     all_steps = run.steps
     a, b = _row_range(all_steps, steps)
-    name, b1, b2, wd = optimizer_facts(run.metadata)
+    meta = RunMeta.parse(run.metadata)
+    name, b1, wd = meta.optimizer, meta.beta1, meta.weight_decay
     hp = LayerSettings(run)
     bkey = beta1_key(hp)
     has_eps = hp.has("eps")
@@ -264,8 +264,9 @@ def _analyze(
                     st, c, sizes, names, quantity=q, alpha=alpha, momentum=mom
                 )
                 parts[key].append(A.take_rows(res, loc))
-        if eps_counts_recorded:
-            parts["eps"].append(eps_dominated(run, rows)[:, cols][loc])
+        counts_eps = eps_dominated(run, rows) if eps_counts_recorded else None
+        if counts_eps is not None:  # None only for files without counts (schema 1)
+            parts["eps"].append(counts_eps[:, cols][loc])
         if "step_length" not in skipped:
             norm = run.summary("update", "norm", rows=rows)[:, cols]
             res = A.step_length(st, norm, names, window=window, shift=shift)
@@ -306,12 +307,11 @@ def _analyze(
                  for i in range(len(cols))]
             )  # fmt: skip
             out["dead_counts"] = last
-    defaults = run.metadata.get("optimizer", {}) if isinstance(run.metadata, dict) else {}
-    defaults = defaults.get("defaults", {}) if isinstance(defaults, dict) else {}
-    if isinstance(defaults, dict) and defaults.get("amsgrad"):
+    if meta.amsgrad:
         notes.append("AMSGrad: v_hat is a running maximum; the exact laws assume plain v_hat")
     up = _updates(
         run,
+        meta,
         hp,
         bkey,
         cols,
@@ -340,6 +340,7 @@ def _analyze(
     if examplewise is not None:
         out["examplewise"] = examplewise
     fits, moments, two_point = up["fits"], up["moments"], up["two_point"]
+    extra = _extra_sections(run, slice(a, b), cols, names, meta, skipped)
     if (
         all(
             k in skipped
@@ -348,6 +349,7 @@ def _analyze(
         and not fits
         and moments is None
         and examplewise is None
+        and not extra
     ):
         reasons = "; ".join(f"{k}: {v}" for k, v in skipped.items())
         raise MissingDataError(f"{run.path}: nothing to analyse ({reasons})")
@@ -372,57 +374,76 @@ def _analyze(
         trends=trends,
         skipped=skipped,
         notes=tuple(notes),
+        extra=extra,
+        meta=meta,
         **out,
     )
     return dataclasses.replace(an, verdicts=verdicts(an))
 
 
+def _extra_sections(
+    run: RunFile,
+    rows: slice,
+    cols: np.ndarray,
+    names: tuple[str, ...],
+    meta: RunMeta,
+    skipped: dict[str, str],
+) -> dict[str, Any]:
+    """Records of the registered sections with their own analysis; the others skipped."""
+    out: dict[str, Any] = {}
+    recorded = set(run.quantities)
+    view = SEC.RunSlice(run, rows, cols, names, meta)
+    for sec in SEC.sections():
+        if type(sec).analyze is SEC.Section.analyze:
+            continue  # a record of the shared pass
+        why = sec.missing(recorded)
+        if why is None and rows.stop <= rows.start:
+            why = "the run has no complete summary rows yet"
+        if why is not None:
+            skipped[sec.key] = why
+            continue
+        rec = sec.analyze(view)
+        if rec is None:
+            skipped[sec.key] = "the section found nothing to analyse in the run"
+        else:
+            out[sec.key] = rec
+    return out
+
+
 def verdicts(an: RunAnalysis) -> dict[str, str]:
     """The verdict that ends each report section, computed from the analysis records."""
     v: dict[str, str] = {}
-    if an.nonfinite is not None and an.nonfinite.any:
-        v["nonfinite"] = A.nonfinite_verdict(an.nonfinite)
-    if an.stepsizes is not None:
-        v["stepsizes"] = A.stepsize_verdict(an.stepsizes)
-    if an.ranges is not None:
-        v["ranges"] = A.range_verdict(an.ranges)
-    if an.epsilon is not None:
-        v["epsilon"] = A.epsilon_verdict(an.epsilon)
-    for key in ("randomness_grad", "randomness_update"):
-        res = getattr(an, key)
-        if res is not None:
-            v[key] = A.randomness_verdict(res, an.trends[key])
-    if an.fits or an.two_point:
-        v["update_fits"] = A.fit_verdict(an.fits, an.two_point)
-    if an.step_length is not None:
-        v["step_length"] = A.step_length_verdict(an.step_length)
+    for sec in SEC.sections():
+        rec = sec.record(an)
+        if rec is not None:
+            text = sec.verdict(rec, an)
+            if text:
+                v[sec.key] = text
     return v
 
 
-def _lr_lookup(run: RunFile):
-    """lr at a given step and group: the summary row at or before the step, else metadata."""
+def _lr_lookup(run: RunFile, meta: RunMeta) -> Callable[[int, int], float]:
+    """The learning rate at a step and group: the row at or before the step, else metadata."""
     lr_rows = run.lr
     st = run.steps
-    groups = (
-        run.metadata.get("optimizer", {}).get("param_groups", [])
-        if isinstance(run.metadata.get("optimizer"), dict)
-        else []
-    )
 
     def lr(step: int, group: int) -> float:
         i = int(np.searchsorted(st, step, side="right")) - 1
         if 0 <= i < len(st) and np.isfinite(lr_rows[i, group]):
             return float(lr_rows[i, group])
-        if group < len(groups) and isinstance(groups[group], dict) and "lr" in groups[group]:
-            return float(groups[group]["lr"])
+        value = meta.group_lr(group)
+        if value is not None:
+            return value
         raise MissingDataError(f"{run.path}: no learning rate for step {step}")
 
     return lr
 
 
 def snr_window(t: int) -> int:
-    """Sample rows around the fit step whose gradients estimate each coordinate's mean:
-    ``t/2`` clipped to 10..40 (early in training the mean drifts, so short windows)."""
+    """Sample rows around the fit step whose gradients estimate each coordinate's mean.
+
+    ``t/2`` clipped to 10..40 (early in training the mean drifts, so short windows).
+    """
     return int(np.clip(t // 2, 10, 40))
 
 
@@ -440,6 +461,7 @@ def _beta_for_fit(hp: LayerSettings, bkey: str | None, t: int, col: int):
 
 def _updates(
     run,
+    meta,
     hp,
     bkey,
     cols,
@@ -482,13 +504,13 @@ def _updates(
         notes.append(f"{opt_name} with weight_decay={wd:g}: -update/lr includes the decay term")
     if not (have_u or have_g):
         notes.append("no stepsize or gradient subsample: dead coordinates cannot be found")
-    lr = _lr_lookup(run)
+    lr = _lr_lookup(run, meta)
     fit_cols = A.select_fit_layers(names, sizes, fit_layers)
     if fit_layers is None and len(fit_cols) < len(names):
-        small = [n for n, k in zip(names, sizes) if k < A.fit.MIN_FIT_SIZE]
+        small = [n for n, k in zip(names, sizes) if k < MIN_FIT_SIZE]
         if small:
             notes.append(
-                f"{len(small)} layers with fewer than {A.fit.MIN_FIT_SIZE} coordinates are not "
+                f"{len(small)} layers with fewer than {MIN_FIT_SIZE} coordinates are not "
                 f"fitted unless named in fit_layers: {_some(small)}"
             )
     rows, missing = A.select_fit_steps(sst[a:b], fit_steps)
@@ -616,7 +638,7 @@ def _capped(u: np.ndarray, eps: np.ndarray) -> np.ndarray:
     """``(T, k)`` stepsizes at the eps cap ``u >= 1/(1.01 eps)`` with eps per row."""
     e = np.asarray(eps, dtype=float)[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.isfinite(e) & (e > 0) & (u >= 1.0 / (A.fit.EPS_CAP * e))
+        return np.isfinite(e) & (e > 0) & (u >= 1.0 / (EPS_CAP * e))
 
 
 def _sample_eps(run, hp, cols, names, sst, a, b, max_points) -> A.EpsilonCheck:
@@ -755,6 +777,9 @@ def headline(an: RunAnalysis) -> dict[str, Any]:
         h[f"steps with batch too small (network norm test > {e.theta:g})"] = (
             e.network_fraction_too_small
         )
+    for sec in SEC.sections():
+        if sec.key in an.extra:
+            h.update(sec.headline(an.extra[sec.key], an))
     h["skipped analyses"] = len(an.skipped)
     return h
 
@@ -805,7 +830,9 @@ def build(
     _add(profile, "analysis", t0)
     out_dir = Path(out) if out is not None else path.with_name(f"{path.stem}_report")
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures, files = draw_and_export(an, out_dir, formats, progress=progress, profile=profile)
+    figures, files, drawn = draw_and_export(
+        an, out_dir, formats, progress=progress, profile=profile
+    )
     t0 = time.perf_counter()
     head = headline(an)
     summary_json = out_dir / "summary.json"
@@ -822,7 +849,8 @@ def build(
             an.skipped,
             an.notes,
             meta=_meta_rows(an),
-            verdicts=_loose_verdicts(an),
+            # verdicts not beside a figure stand among the conclusions
+            verdicts={k: v for k, v in an.verdicts.items() if k not in drawn},
             table=layer_table(an),
         ),
         encoding="utf-8",
@@ -834,25 +862,12 @@ def build(
     )
 
 
-#: Verdicts shown beside a figure; the others are listed before the figures.
-_FIGURE_VERDICTS = {
-    "stepsizes": "stepsizes",
-    "stepsize_range": "ranges",
-    "randomness_grad": "randomness_grad",
-    "randomness_update": "randomness_update",
-    "update_fits": "update_fits",
-    "step_length": "step_length",
-}
-
-
-def _loose_verdicts(an: RunAnalysis) -> dict[str, str]:
-    shown = set(_FIGURE_VERDICTS.values())
-    return {k: v for k, v in an.verdicts.items() if k not in shown}
-
-
 def layer_table(an: RunAnalysis) -> list[tuple[Any, ...]]:
-    """Per-layer facts: size, eps-dominated fraction, dead coordinates, non-finite values,
-    non-random fraction and signed mean cosine of successive gradients (first row: header)."""
+    """Per-layer facts of the report's table (first row: the header).
+
+    Size, eps-dominated fraction, dead coordinates, non-finite values, non-random fraction
+    and signed mean cosine of successive gradients.
+    """
     head = ["layer", "n"]
     cols: list[list[Any]] = []
     if an.epsilon is not None:
@@ -910,14 +925,7 @@ def _json(x: Any) -> Any:
     return repr(x)
 
 
-def _named(an: RunAnalysis) -> A.NamedLayers:
-    """The layers the line plots name (the rule goes into the captions)."""
-    last = an.stepsizes.mean[-1] if an.stepsizes is not None and len(an.stepsizes.steps) else None
-    return A.named_layers(an.layers, last, what="last-step mean of u")
-
-
-def _caption_rule(nl: A.NamedLayers) -> str:
-    return f"Line plots name {len(nl.index)} layers ({nl.rule})."
+Figures = list[tuple[str, str, bytes, str]]
 
 
 def draw_and_export(
@@ -927,173 +935,42 @@ def draw_and_export(
     *,
     progress: Progress | None = None,
     profile: dict[str, float] | None = None,
-):
-    """Draw every figure the analysis supports; write figure files and the data behind them.
+) -> tuple[Figures, list[Path], set[str]]:
+    """Draw every registered section the analysis has a record for; write its files.
 
     Each figure is drawn once: the PNG written is the one embedded in the page. ``profile``
     (when given) receives the seconds spent drawing, rendering each format and exporting.
 
-    Returns ``([(title, caption, png_bytes, verdict), ...], files)``.
+    Returns ``([(title, caption, png_bytes, verdict), ...], files, keys of the sections
+    that drew a figure)``.
     """
-    from gradscope.plot import randomness as pr
-    from gradscope.plot import stepsizes as ps
     from gradscope.plot import style
-    from gradscope.plot import updates as pu
 
-    nl = _named(an)
-    rule = _caption_rule(nl)
-    jobs: list[tuple[str, str, str, Callable[[], Any], Callable[[Path], list[Path]]]] = []
-    if an.stepsizes is not None:
-        jobs.append(
-            (
-                "stepsizes",
-                "Layerwise adaptive stepsizes",
-                "The stepsize u is the optimizer's own (update = -lr u m_hat). Top left: the "
-                "mean of u within each layer (rows: layers, input on top, grouped by module; "
-                "columns: optimizer steps; log colour). Top right: the within-layer "
-                "std/mean of u (0: one stepsize for the whole layer). Bottom: the mean of u "
-                "of a few named layers with a geometric ±1 sigma band (mean times or divided by "
-                "exp(sigma), sigma^2 = log(1 + (std/mean)^2): it stays above 0 on the log "
-                "axis when std > mean); "
-                "the compactness across layers (std over layers of log10 of the layer "
-                f"means, 0: every layer the same); the depth profile at the last step. {rule}",
-                lambda: ps.draw_stepsize_profile(an.stepsizes, named=nl),
-                lambda d: export.write_series(an.stepsizes, d / "stepsizes.csv"),
-            )
-        )
-    if an.ranges is not None:
-        jobs.append(
-            (
-                "stepsize_range",
-                "Stepsize range",
-                "Left: the spread log10(max u / min u) within each layer per step (decades; "
-                "SET-Adam's view of how unequal the coordinates' stepsizes are). Right: max "
-                f"(solid) and min (dashed) of u of the named layers. {rule}",
-                lambda: ps.draw_stepsize_range(an.ranges, named=nl),
-                lambda d: export.write_series(an.ranges, d / "stepsize_range.csv"),
-            )
-        )
-    for key in ("randomness_grad", "randomness_update"):
-        res = getattr(an, key)
-        if res is not None:
-            jobs.append(
-                (
-                    key,
-                    f"Cosine randomness test: {res.quantity}",
-                    f"Top: the signed cosine of successive {res.quantity}s of every layer "
-                    "divided by the layer's exact 5% critical value (n = layer size): red "
-                    "beyond +1 or blue beyond -1 is a step that alone looks non-random; "
-                    "white is noise-like. Bottom left: the fraction of steps flagged "
-                    f"non-random per layer, exact p-values with BH-FDR across layers at q < "
-                    f"{res.alpha:g} (solid) beside the sqrt(log n/n) rule of Zhang et al. "
-                    "(AAAI student abstract, dashed). Bottom right: the mean signed cosine "
-                    "per layer (< 0: successive vectors anti-correlated). " + (res.note or ""),
-                    lambda res=res: pr.draw_randomness(res, named=nl),
-                    lambda d, res=res, key=key: export.write_randomness(res, d, key),
-                )
-            )
-    if an.fits:
-        jobs.append(
-            (
-                "update_fits",
-                "Update distribution vs exact law",
-                "Histogram of the normalised update z = -update/lr (= u m_hat for Adam) of "
-                "the live sampled coordinates (dead ones, at the eps cap or with a gradient "
-                "zero at every sampled row so far, left out) at the optimizer's own step t, "
-                "with the exact zero-mean EMA-m/uniform-v law for the layer's own beta1 "
-                "(within about 1e-4 in CDF of real Adam for t >= 3, docs/theory.md) and, "
-                "where that law is rejected, the non-central law at each coordinate's "
-                "gradient SNR (dashed). The x range follows the data.",
-                lambda: pu.draw_update_fits(an.fits),
-                lambda d: export.write_fits(an.fits, d / "update_fits.json"),
-            )
-        )
-        if len(an.fits) > 4:
-            mis = A.fit_misfit(an.fits, an.layers)
-            jobs.append(
-                (
-                    "update_misfit",
-                    "Update-law misfit by layer and step",
-                    "KS distance between the recorded z = -update/lr and the exact law for "
-                    "every fitted layer (rows, grouped by module) and fit step t (columns), "
-                    "log colour; a cross marks a rejected zero-mean law. Blank rows were not "
-                    f"fitted (layers under {A.fit.MIN_FIT_SIZE} coordinates are fitted only "
-                    "when named).",
-                    lambda mis=mis: pu.draw_fit_misfit(mis),
-                    lambda d: [],
-                )
-            )
-    if an.moments is not None:
-        jobs.append(
-            (
-                "update_moments",
-                "Update variance vs Corollaries 1 and 2",
-                "Var(z)·t_eff and Var|z|·t_eff of the normalised update z = -update/lr of "
-                "the named layers against the optimizer step t (log axis), beside the exact "
-                "values of Corollary 1 (1) and Corollary 2 (dashed): a layer on the dashed "
-                f"line has updates as spread as pure gradient noise predicts. {rule}",
-                lambda: pu.draw_update_moments(an.moments, named=nl.names),
-                lambda d: export.write_series(an.moments, d / "update_moments.csv"),
-            )
-        )
-    if an.step_length is not None:
-        from gradscope.plot import steplength as psl
-
-        jobs.append(
-            (
-                "step_length",
-                "Step length",
-                f"||x_t - x_(t-1)|| (the recorded update norms): the network's (root sum of "
-                f"squares over layers) and the named layers' over time, and the coefficient "
-                f"of variation std/mean within windows of {an.step_length.window} recorded "
-                f"rows. {rule}",
-                lambda: psl.draw_step_length(an.step_length, named=nl),
-                lambda d: export.write_step_length(an.step_length, d),
-            )
-        )
-    if an.examplewise is not None:
-        from gradscope.plot import examplewise as pe
-
-        jobs.append(
-            (
-                "examplewise",
-                "Per-example gradient statistics",
-                "GSNR (mean over coordinates of gbar_i^2 / Var_b g_b,i) and the per-example "
-                "gradient variance (trace of the covariance) per layer over time; the batch-"
-                "size tests of the whole network (smallest constant that passes: norm test, "
-                f"Byrd et al. 2012; inner-product and orthogonality tests, Bollapragada et al. "
-                f"2018). Norm test > {an.examplewise.theta:g}: the batch is too small. "
-                f"{rule}",
-                lambda: pe.draw_examplewise(an.examplewise, named=nl.names),
-                lambda d: export.write_series(an.examplewise, d / "examplewise.csv"),
-            )
-        )
+    ctx = SEC.context(an)
     prof = profile if profile is not None else {}
-    figures, files = [], []
-    t0 = time.perf_counter()
-    if an.epsilon is not None:
-        files.append(export.write_epsilon(an.epsilon, out_dir / "epsilon.csv"))
-    if an.nonfinite is not None:
-        files.append(export.write_nonfinite(an.nonfinite, out_dir / "nonfinite.csv"))
-    if an.two_point:
-        files.append(export.write_two_point(an.two_point, out_dir / "two_point.csv"))
-    _add(prof, "export data", t0)
+    todo = [(sec, rec) for sec in SEC.sections() if (rec := sec.record(an)) is not None]
+    figures: Figures = []
+    files: list[Path] = []
+    drawn: set[str] = set()
     with style.theme():
-        for i, (stem, title, caption, draw, dump) in enumerate(jobs):
+        for i, (sec, rec) in enumerate(todo):
             t0 = time.perf_counter()
-            fig = draw()
+            fig = sec.draw(rec, ctx) if sec.figure else None
             _add(prof, "draw figures", t0)
-            written, png = save_timed(style, fig, out_dir / stem, formats, prof)
-            files += written
-            verdict = an.verdicts.get(_FIGURE_VERDICTS.get(stem, ""), "")
-            figures.append((title, caption, png, verdict))
-            style.close(fig)
+            if fig is not None:
+                written, png = save_timed(style, fig, out_dir / sec.file_stem, formats, prof)
+                files += written
+                figures.append(
+                    (sec.title, sec.caption(rec, ctx), png, an.verdicts.get(sec.key, ""))
+                )
+                drawn.add(sec.key)
+                style.close(fig)
             t0 = time.perf_counter()
-            files += dump(out_dir)
+            files += sec.export(rec, out_dir)
             _add(prof, "export data", t0)
             if progress:
-                progress("figures", i + 1, len(jobs))
-    return figures, files
+                progress("figures", i + 1, len(todo))
+    return figures, files, drawn
 
 
 def _add(profile: dict[str, float], key: str, t0: float) -> None:

@@ -12,9 +12,11 @@ from typing import Any
 
 from gradscope import analysis as A
 from gradscope.errors import MissingDataError
+from gradscope.report import sections as SEC
 from gradscope.report.build import Progress, RunAnalysis, analyze_run, headline
+from gradscope.report.sections.updates import compare_fits
 
-__all__ = ["Comparison", "compare_runs"]
+__all__ = ["Comparison", "compare_fits", "compare_runs"]
 
 
 @dataclass(frozen=True)
@@ -29,32 +31,6 @@ class Comparison:
     table: tuple[tuple[Any, ...], ...]
     verdicts: tuple[str, ...] = ()
     profile: dict[str, float] = field(default_factory=dict)
-
-
-def compare_fits(
-    analyses: Sequence[RunAnalysis], labels: Sequence[str], layers: int = 2
-) -> tuple[list[A.UpdateFit], list[str]]:
-    """The update fits to set side by side.
-
-    For up to ``layers`` layers fitted in every run, each run's fit at the largest optimizer
-    step t fitted in all of them (run order).
-    """
-    if not analyses or any(not a.fits for a in analyses):
-        return [], []
-    keys = [{(f.layer, f.t) for f in a.fits} for a in analyses]
-    common = set.intersection(*keys)
-    if not common:
-        return [], []
-    t = max(k[1] for k in common)
-    order = [f.layer for f in analyses[0].fits if (f.layer, t) in common]
-    chosen = list(dict.fromkeys(order))[:layers]
-    fits, labs = [], []
-    for layer in chosen:
-        for a, lab in zip(analyses, labels):
-            f = next(f for f in a.fits if f.layer == layer and f.t == t)
-            fits.append(f)
-            labs.append(lab)
-    return fits, labs
 
 
 def pair_verdicts(analyses: Sequence[RunAnalysis], labels: Sequence[str]) -> tuple[str, ...]:
@@ -160,101 +136,34 @@ def compare_runs(
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    from gradscope.plot import randomness as pr
-    from gradscope.plot import steplength as psl
-    from gradscope.plot import stepsizes as ps
     from gradscope.plot import style
-    from gradscope.plot import updates as pu
-    from gradscope.report.build import _add, _caption_rule, _named, save_timed
+    from gradscope.report.build import save_timed
     from gradscope.report.html import render_report
 
-    nl = _named(analyses[0])
-    rule = _caption_rule(nl) + " Each panel is one layer; each colour one run."
-    runs_txt = "One colour per run (legend of runs above the panels). "
-    jobs: list[tuple[str, str, str, Any, list, list]] = []
-    for attr, stem, title, caption, draw in (
-        (
-            "stepsizes",
-            "stepsizes",
-            "Layerwise adaptive stepsizes",
-            runs_txt + "Top: the mean of the stepsize u (update = -lr u m_hat) of each named "
-            "layer with a geometric ±1 sigma band (mean times or divided by exp(sigma), "
-            "sigma^2 = log(1 + (std/mean)^2)). "
-            "Bottom: the compactness across layers (std over layers of log10 of the layer "
-            "means) and the depth profile at the last step. " + rule,
-            lambda recs, labs: ps.draw_stepsize_profile(recs, labs, named=nl),
-        ),
-        (
-            "ranges",
-            "stepsize_range",
-            "Stepsize range",
-            runs_txt + "The spread log10(max u / min u) within each named layer (decades). " + rule,
-            lambda recs, labs: ps.draw_stepsize_range(recs, labs, named=nl),
-        ),
-        (
-            "randomness_grad",
-            "randomness_grad",
-            "Cosine randomness test: grad",
-            runs_txt + "Top: signed cosines of successive gradients of each named layer "
-            "(symlog axis), each run's exact 5% critical values dotted in its colour. "
-            "Bottom: fraction of steps flagged non-random per layer (solid: exact test with "
-            "BH-FDR; dashed: the sqrt(log n/n) rule of Zhang et al.) and the mean signed "
-            "cosine per layer. " + rule,
-            lambda recs, labs: pr.draw_randomness(recs, labs, named=nl),
-        ),
-        (
-            "moments",
-            "update_moments",
-            "Update variance vs Corollaries 1 and 2",
-            runs_txt + "Var(z)·t_eff and Var|z|·t_eff of the normalised update "
-            "z = -update/lr, every named layer of a run in its colour, beside Corollaries 1 "
-            "and 2 (dashed). " + rule,
-            lambda recs, labs: pu.draw_update_moments(recs, labs, named=nl.names),
-        ),
-        (
-            "step_length",
-            "step_length",
-            "Step length",
-            runs_txt + "The network's step length ||x_t - x_(t-1)||, the named layers' "
-            "(line style per layer) and the windowed coefficient of variation. " + rule,
-            lambda recs, labs: psl.draw_step_length(recs, labs, named=nl),
-        ),
-    ):
-        have = [
-            (getattr(a, attr), lab)
-            for a, lab in zip(analyses, labels)
-            if getattr(a, attr) is not None
-        ]
-        if have:
-            jobs.append((stem, title, caption, draw, [h[0] for h in have], [h[1] for h in have]))
-    fits, fit_labels = compare_fits(analyses, labels)
-    if fits:
-        jobs.append(
-            (
-                "update_fits",
-                "Update distribution vs exact law",
-                "Histogram of the normalised update z = -update/lr at the same layer and "
-                "optimizer step t in each run (panel titles name the run), with the exact "
-                "zero-mean law (solid) and, where rejected, the non-central law (dashed). "
-                "The x range follows the data.",
-                lambda recs, labs: pu.draw_update_fits(recs, run_labels=labs),
-                fits,
-                fit_labels,
-            )
-        )
+    # the same sections as a single run's report, each drawn with every run that has it
+    ctx = SEC.context(analyses[0])
+    jobs = []
+    for sec in SEC.sections():
+        caption = sec.compare_caption(ctx)
+        if not caption:
+            continue
+        recs, labs = sec.compare_records(analyses, labels)
+        if recs:
+            jobs.append((sec, caption, recs, labs))
     if not jobs:
         raise MissingDataError("none of the runs has anything to compare")
     files: list[Path] = []
     figures = []
     with style.theme():
-        for i, (stem, title, caption, draw, recs, labs) in enumerate(jobs):
+        for i, (sec, caption, recs, labs) in enumerate(jobs):
             t0 = time.perf_counter()
-            fig = draw(recs, labs)
+            fig = sec.draw_compare(recs, labs, ctx)
             _add(profile, "draw figures", t0)
-            written, png = save_timed(style, fig, out_dir / stem, formats, profile)
-            files += written
-            figures.append((title, caption, png, ""))
-            style.close(fig)
+            if fig is not None:
+                written, png = save_timed(style, fig, out_dir / sec.file_stem, formats, profile)
+                files += written
+                figures.append((sec.title, caption, png, ""))
+                style.close(fig)
             if progress:
                 progress("figures", i + 1, len(jobs))
     t0 = time.perf_counter()

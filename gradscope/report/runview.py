@@ -10,17 +10,69 @@ layer's own t and group settings at each row.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from gradscope.runfile.reader import RunFile
 
-__all__ = ["LayerSettings", "beta1_key", "eps_dominated", "layer_steps"]
+__all__ = ["LayerSettings", "RunMeta", "beta1_key", "eps_dominated", "layer_steps"]
 
 
-def _groups_meta(run: RunFile) -> list[dict[str, Any]]:
-    meta = run.metadata if isinstance(run.metadata, dict) else {}
+@dataclass(frozen=True)
+class RunMeta:
+    """The run's metadata parsed once: the optimizer and its settings at the start.
+
+    Missing or malformed entries read as absent (``"unknown"``, None, 0, empty): a run file
+    written by another tool still gets a report.
+    """
+
+    #: optimizer class name without its module (``"Adam"``)
+    optimizer: str = "unknown"
+    #: ``betas[0]`` (Adam family) or ``momentum`` (SGD), None when neither is set
+    beta1: float | None = None
+    beta2: float | None = None
+    weight_decay: float = 0.0
+    amsgrad: bool = False
+    #: the optimizer's defaults and each param group's own entries, merged
+    groups: tuple[dict[str, Any], ...] = ()
+    #: the metadata as written
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, metadata: Any) -> RunMeta:
+        """Read a run file's metadata dict (anything else: an empty record)."""
+        meta = metadata if isinstance(metadata, dict) else {}
+        opt = meta.get("optimizer", {})
+        opt = opt if isinstance(opt, dict) else {}
+        name = str(opt.get("class", "unknown")).rsplit(".", 1)[-1]
+        d = opt.get("defaults", {})
+        d = d if isinstance(d, dict) else {}
+        betas = d.get("betas")
+        b1 = b2 = None
+        if isinstance(betas, (list, tuple)) and len(betas) == 2:
+            b1, b2 = float(betas[0]), float(betas[1])
+        elif "momentum" in d:
+            b1 = float(d["momentum"])
+        try:
+            wd = float(d.get("weight_decay", 0.0) or 0.0)
+        except (TypeError, ValueError):
+            wd = 0.0
+        return cls(name, b1, b2, wd, bool(d.get("amsgrad")), tuple(_groups_meta(meta)), meta)
+
+    def group_lr(self, group: int) -> float | None:
+        """The learning rate the metadata gives group ``group`` (None when absent)."""
+        if 0 <= group < len(self.groups) and "lr" in self.groups[group]:
+            try:
+                return float(self.groups[group]["lr"])
+            except (TypeError, ValueError):
+                return None
+        return None
+
+
+def _groups_meta(metadata: Any) -> list[dict[str, Any]]:
+    meta = metadata if isinstance(metadata, dict) else {}
     opt = meta.get("optimizer", {})
     opt = opt if isinstance(opt, dict) else {}
     groups = opt.get("param_groups")
@@ -54,7 +106,7 @@ class LayerSettings:
         self.run = run
         self._v2 = hasattr(run, "layer_hparam")
         self._groups = np.asarray(run.groups, dtype=np.int64)
-        self._meta = _groups_meta(run)
+        self._meta = _groups_meta(run.metadata)
 
     def has(self, key: str) -> bool:
         """Whether any group has a finite value of ``key``."""
