@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 import matplotlib
 import numpy as np
-import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -49,16 +48,80 @@ DPI = 100
 PNG_COMPRESS = 3
 
 
+#: seaborn's "colorblind" palette (``seaborn.color_palette("colorblind")``), written out:
+#: importing seaborn (and, through it, pandas and pyplot) costs about a second per command.
+#: A test checks these against seaborn.
+COLORBLIND = (
+    "#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc",
+    "#ca9161", "#fbafe4", "#949494", "#ece133", "#56b4e9",
+)  # fmt: skip
+
+#: seaborn's ``axes_style("whitegrid")`` and ``plotting_context("notebook",
+#: font_scale=0.85)``, written out (the test checks them against seaborn); seaborn's
+#: default image colour map (its own "rocket") is left out: every heatmap names its map.
+THEME: dict[str, Any] = {
+    "figure.facecolor": "white",
+    "axes.labelcolor": ".15",
+    "xtick.direction": "out",
+    "ytick.direction": "out",
+    "xtick.color": ".15",
+    "ytick.color": ".15",
+    "axes.axisbelow": True,
+    "grid.linestyle": "-",
+    "text.color": ".15",
+    "font.family": ["sans-serif"],
+    "font.sans-serif": ["Arial", "DejaVu Sans", "Liberation Sans", "Bitstream Vera Sans",
+                        "sans-serif"],
+    "lines.solid_capstyle": "round",
+    "patch.edgecolor": "w",
+    "patch.force_edgecolor": True,
+    "xtick.top": False,
+    "ytick.right": False,
+    "axes.grid": True,
+    "axes.facecolor": "white",
+    "axes.edgecolor": ".8",
+    "grid.color": ".8",
+    "axes.spines.left": True,
+    "axes.spines.bottom": True,
+    "axes.spines.right": True,
+    "axes.spines.top": True,
+    "xtick.bottom": False,
+    "ytick.left": False,
+    "axes.linewidth": 1.25,
+    "grid.linewidth": 1,
+    "lines.linewidth": 1.5,
+    "lines.markersize": 6,
+    "patch.linewidth": 1,
+    "xtick.major.width": 1.25,
+    "ytick.major.width": 1.25,
+    "xtick.minor.width": 1,
+    "ytick.minor.width": 1,
+    "xtick.major.size": 6,
+    "ytick.major.size": 6,
+    "xtick.minor.size": 4,
+    "ytick.minor.size": 4,
+    "font.size": 10.2,
+    "axes.labelsize": 10.2,
+    "axes.titlesize": 10.2,
+    "xtick.labelsize": 9.35,
+    "ytick.labelsize": 9.35,
+    "legend.fontsize": 9.35,
+    "legend.title_fontsize": 10.2,
+}  # fmt: skip
+
+
 def palette(n: int) -> list[tuple[float, float, float]]:
     """``n`` colour-blind-safe colours (seaborn's "colorblind", cycled beyond 10)."""
-    base = sns.color_palette("colorblind", 10)
+    from matplotlib.colors import to_rgb
+
+    base = [to_rgb(c) for c in COLORBLIND]
     return [base[i % len(base)] for i in range(max(n, 1))]
 
 
 @contextlib.contextmanager
 def theme() -> Iterator[None]:
     """Seaborn's whitegrid theme and the colour-blind palette, for this block only."""
-    rc = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=0.85)}
+    rc = dict(THEME)
     rc["axes.prop_cycle"] = cycler(color=palette(10))
     # seaborn's style dicts are typed with plain str keys; they are matplotlib rc keys
     with matplotlib.rc_context(cast("dict[RcKeyType, Any]", rc)):

@@ -134,3 +134,28 @@ def test_moments_draw_only_the_named_layers(records):
     # one layer line, then Corollary 1's dashed line
     assert [ln.get_label() for ln in var.lines] == ["b", "Corollary 1"]
     np.testing.assert_array_equal(var.lines[0].get_ydata(), mom.scaled_var[:, 1])
+
+
+def test_theme_and_palette_are_seaborns():
+    """The written-out theme and palette equal seaborn's (whitegrid, notebook x 0.85,
+    colorblind), and drawing a report figure imports neither seaborn nor pyplot."""
+    import subprocess
+    import sys
+
+    import seaborn as sns
+
+    want = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=0.85)}
+    want.pop("image.cmap")  # seaborn's own map; gradscope's heatmaps name theirs
+    assert style.THEME == want
+    assert style.palette(12) == [tuple(c) for c in sns.color_palette("colorblind", 10)] + [
+        tuple(c) for c in sns.color_palette("colorblind", 2)
+    ]
+    code = (
+        "import sys, numpy as np; import gradscope.analysis as A; "
+        "from gradscope.plot import stepsizes as ps, style\n"
+        "p = A.stepsize_profile([1, 2], np.ones((2, 3)), np.ones((2, 3)), ['a', 'b', 'c'])\n"
+        "with style.theme(): style.png_bytes(ps.draw_stepsize_profile(p))\n"
+        "print(sorted(m for m in ('seaborn', 'matplotlib.pyplot') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
