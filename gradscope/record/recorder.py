@@ -33,7 +33,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -253,10 +253,11 @@ class Recorder:
         # When the user compiles a function that calls ``optimizer.step()``, dynamo would trace
         # these hooks (file I/O, host copies): run them eagerly instead, one graph break each.
         for opt in self.optimizers:
-            self._handles.append(opt.register_step_pre_hook(torch.compiler.disable(self._pre_hook)))
-            self._handles.append(
-                opt.register_step_post_hook(torch.compiler.disable(self._post_hook))
-            )
+            # cast: torch.compiler.disable's stub returns a union of decorator forms
+            pre = cast(Any, torch.compiler.disable(self._pre_hook))
+            post = cast(Any, torch.compiler.disable(self._post_hook))
+            self._handles.append(opt.register_step_pre_hook(pre))
+            self._handles.append(opt.register_step_post_hook(post))
         # after our pre-hook: the snapshot hook of the generic path then sees this step's
         # tracking decision
         for opt in self.optimizers:
@@ -346,7 +347,7 @@ class Recorder:
             arr = sm.stack_rows(table, len(S.EXAMPLEWISE_STATS), device)
             host = torch.cat([arr.reshape(-1).double(), moments.loss.reshape(1).double()]).cpu()
             host = host.numpy()
-            self._writer.write_examplewise(
+            self._open_writer().write_examplewise(
                 self._next_opt_step(),
                 moments.batch_size,
                 float(host[-1]),
@@ -405,9 +406,12 @@ class Recorder:
 
     # ------------------------------------------------------------------ hooks
     def _register_forward_order(self) -> None:
-        """Rank parameters by first use in forward: a module's own parameters when its
-        forward starts; parameters of submodules it used without calling them (e.g.
-        ``MultiheadAttention.out_proj``) when its forward ends. Removed at the first step."""
+        """Rank parameters by first use in forward (hooks removed at the first step).
+
+        A module's own parameters rank when its forward starts; parameters of submodules
+        it used without calling them (e.g. ``MultiheadAttention.out_proj``) when its
+        forward ends.
+        """
         seen = self._forward_seen
 
         def mark(params: Iterable[torch.Tensor]) -> None:
@@ -438,7 +442,9 @@ class Recorder:
             h.remove()
         self._handles = []
 
-    def _pre_hook(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> Any:
+    def _pre_hook(
+        self, optimizer: torch.optim.Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         # A subclass whose step calls super().step() runs the hooks twice when torch has
         # wrapped both classes' step (once an instance of the parent exists): act on the
         # outermost call only, so a step is counted once and read after all of it ran.
@@ -460,7 +466,7 @@ class Recorder:
                 wrapped = self._wrap_closure(closure)
                 if "closure" in kwargs:
                     return args, {**kwargs, "closure": wrapped}
-                return (args[0], wrapped, *args[2:]), kwargs
+                return (*args[:1], wrapped, *args[2:]), kwargs
         except Exception as exc:  # noqa: BLE001 - see _fail
             self._fail(exc)
         return None
@@ -638,10 +644,11 @@ class Recorder:
         if self._sharded is None:
             self._writer = RunWriter(self.path, layout, self._metadata(layers), **self._writer_kw)
         else:  # rank 0 writes; a failure to create the file stops every rank together
-            self._writer = self._sharded.open_writer(
+            sharded = self._sharded
+            self._writer = sharded.open_writer(
                 lambda: (
                     RunWriter(self.path, layout, self._metadata(layers), **self._writer_kw)
-                    if self._writes and self._sharded.pending is None
+                    if self._writes and sharded.pending is None
                     else shard.NullWriter()
                 )
             )
@@ -651,7 +658,8 @@ class Recorder:
 
         Core quantities come from each optimizer's facts (and, on the generic path, from
         the moments its state holds); every other state entry gets its own quantity, named
-        by its key (``state_<key>`` where the key is a core name)."""
+        by its key (``state_<key>`` where the key is a core name).
+        """
         facts = [_facts(opt) for opt in self.optimizers]
         core: set[str] = set()
         for f in facts:
@@ -672,7 +680,7 @@ class Recorder:
                 continue
             if q == "stepsize" and undefined:
                 unavailable[q] = "stepsize undefined for this optimizer: " + "; ".join(
-                    f.stepsize_undefined for f in undefined
+                    str(f.stepsize_undefined) for f in undefined
                 )
             else:
                 names = " + ".join(f.name.rsplit(".", 1)[-1] for f in facts)
@@ -680,7 +688,7 @@ class Recorder:
         partial = {}
         if undefined and "stepsize" in core:  # several optimizers: some lack it
             partial["stepsize"] = "stepsize undefined (NaN) on the layers of " + "; ".join(
-                f.stepsize_undefined for f in undefined
+                str(f.stepsize_undefined) for f in undefined
             )
         if self._requested is None:
             chosen = available
@@ -856,7 +864,7 @@ class Recorder:
         if plan.summary:
             self._write_summary(reducer.summarize(plan, out, values, self._qn), loss, t, layer_step)
         if plan.samples:
-            self._writer.write_samples(
+            self._open_writer().write_samples(
                 t,
                 {q: out["samples"][q].astype(np.float32) for q in self.sample_quantities},
             )
@@ -874,7 +882,7 @@ class Recorder:
                     .numpy()
                     for c, (v, n) in enumerate(zip(values[q], self._n))
                 ]
-            self._writer.write_full(t, full)
+            self._open_writer().write_full(t, full)
 
     def _layer_step_tensors(self) -> torch.Tensor | None:
         """The layers' ``state["step"]`` values held on an accelerator, for the one copy."""
@@ -932,7 +940,7 @@ class Recorder:
             k: np.array([h.get(k, np.nan) for h in per_group], dtype=np.float64)
             for k in self._layout.hparam_names
         }
-        self._writer.write_summary(
+        self._open_writer().write_summary(
             S.SummaryRow(
                 step=t,
                 recorder_step=self._step,
@@ -947,6 +955,12 @@ class Recorder:
                 hist=summary.hist,
             )
         )
+
+    def _open_writer(self) -> RunWriter:
+        """The writer of a recording that is open (its absence here is a bug)."""
+        if self._writer is None:
+            raise AssertionError("the recorder wrote a row without an open writer")
+        return self._writer
 
     def _value(self, ps: Any, q: str) -> torch.Tensor | None:
         """One layer's value of quantity ``q`` in its report (``None``: it has none)."""
@@ -985,7 +999,7 @@ def _as_optimizers(
     out = []
     for opt in items:
         while type(opt).__name__ == "AcceleratedOptimizer" and hasattr(opt, "optimizer"):
-            opt = opt.optimizer
+            opt = getattr(opt, "optimizer")  # noqa: B009 - accelerate's wrapper, untyped here
         if not isinstance(opt, torch.optim.Optimizer):
             raise TA.unsupported(opt)
         out.append(opt)
@@ -1008,8 +1022,11 @@ def _schedule(
     same: sched.Schedule,
     default: Callable[[], sched.Schedule],
 ) -> sched.Schedule:
-    """A schedule argument: ``"same"`` (the summary schedule), ``"default"``, or
-    :func:`~gradscope.record.schedules.as_schedule`'s int / function / ``None``."""
+    """A schedule argument as a schedule.
+
+    ``"same"`` (the summary schedule), ``"default"``, or
+    :func:`~gradscope.record.schedules.as_schedule`'s int / function / ``None``.
+    """
     if spec == "same":
         return same
     if spec == "default":
@@ -1047,9 +1064,9 @@ def _unwrap(model: nn.Module) -> nn.Module:
     parallel = (nn.parallel.DistributedDataParallel, nn.DataParallel)
     while True:
         if isinstance(model, parallel):
-            model = model.module
+            model = cast(nn.Module, model.module)
         elif isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile
-            model = model._orig_mod
+            model = cast(nn.Module, model._orig_mod)
         else:
             return model
 
@@ -1064,8 +1081,11 @@ def _dist_rank() -> tuple[int, int]:
 def _collect_params(
     model: nn.Module, optimizers: Sequence[torch.optim.Optimizer]
 ) -> tuple[list[torch.Tensor], list[str], list[int]]:
-    """Every optimizer parameter with its name and global group index (the optimizers'
-    groups concatenated); one clear error listing the parameters that cannot be covered."""
+    """Every optimizer parameter with its name and global group index.
+
+    Groups are numbered over the optimizers' groups concatenated; one clear error lists
+    the parameters that cannot be covered.
+    """
     names = {id(p): n for n, p in model.named_parameters()}
     params, out_names, groups, problems = [], [], [], []
     seen: set[int] = set()
