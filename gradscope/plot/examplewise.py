@@ -9,7 +9,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from gradscope.analysis.results import ExamplewiseProfile
-from gradscope.plot.style import figure, figure_of, log_scale, palette
+from gradscope.plot.layers import draw_heatmap
+from gradscope.plot.style import figure_of, heatmap_height, log_scale, mosaic, palette
 
 __all__ = ["draw_examplewise"]
 
@@ -24,14 +25,22 @@ def draw_examplewise(
 
     The per-layer panels draw the layers in ``named`` (default every layer).
 
-    Panels: per-layer GSNR (log), per-layer per-example gradient variance (log), and the
-    network's norm, inner-product and orthogonality tests with the record's ``theta`` as a
-    horizontal line (above it the norm test says the batch is too small).
+    Panels: on a figure made here, ``heat`` on top, the GSNR of every layer per step
+    (rows: layers, input on top, grouped by module; log colour); then (the three Axes of
+    ``ax`` when given) per-layer GSNR (log), per-layer per-example gradient variance
+    (log), and the network's norm, inner-product and orthogonality tests with the record's
+    ``theta`` as a horizontal line (above it the norm test says the batch is too small).
     """
     p = profile
     if ax is None:
-        fig, grid = figure(1, 3, width=4.6)
-        ax = [grid[0, 0], grid[0, 1], grid[0, 2]]
+        fig, axd = mosaic(
+            [["heat", "heat", "heat"], ["gsnr", "variance", "tests"]],
+            width=13.8,
+            heights=[heatmap_height(len(p.layers)), 3.6],
+        )
+        draw_heatmap(axd["heat"], p.steps, p.gsnr, p.layers, label="GSNR", scale="log")
+        axd["heat"].set_title("gradient signal-to-noise ratio of every layer")
+        ax = [axd["gsnr"], axd["variance"], axd["tests"]]
     fig = figure_of(ax[0])
     panels = np.array([list(ax)], dtype=object)
     shown = [i for i, x in enumerate(p.layers) if named is None or x in named]

@@ -10,7 +10,16 @@ from matplotlib.figure import Figure
 
 from gradscope.analysis.layers import NamedLayers, named_layers
 from gradscope.analysis.results import StepLength
-from gradscope.plot.style import figure, figure_of, log_scale, palette, run_legend
+from gradscope.plot.layers import draw_heatmap
+from gradscope.plot.style import (
+    figure,
+    figure_of,
+    heatmap_height,
+    log_scale,
+    mosaic,
+    palette,
+    run_legend,
+)
 
 __all__ = ["draw_step_length"]
 
@@ -24,15 +33,31 @@ def draw_step_length(
 ) -> Figure:
     """Global and per-layer step length over time, and the window coefficient of variation.
 
-    The layer panel draws the ``named`` layers only (default: every layer up to 5, else
-    the first, middle and last); several runs: one colour per run (line style per layer)
-    and a legend of runs.
+    One run (on a figure made here): a ``heat`` panel on top, the step length of every
+    layer per step (rows: layers, input on top, grouped by module; log colour), above the
+    three panels of the network's step length, the ``named`` layers' (default: every
+    layer up to 5, else the first, middle and last) and the windowed CV. Several runs (or
+    ``ax``, three Axes): the three panels, one colour per run (line style per layer) and a
+    legend of runs.
     """
     runs = [length] if isinstance(length, StepLength) else list(length)
     names = list(labels) if labels else ["network" if len(runs) == 1 else "run 1"]
     names += [f"run {i + 1}" for i in range(len(names), len(runs))]
     multi = len(runs) > 1
-    if ax is None:
+    if ax is None and not multi:
+        s0 = runs[0]
+        fig, axd = mosaic(
+            [["heat", "heat", "heat"], ["network", "layers", "cv"]],
+            width=13.2,
+            heights=[heatmap_height(len(s0.layers)), 3.6],
+        )
+        draw_heatmap(
+            axd["heat"], s0.steps, s0.layer_norm, s0.layers,
+            label="||x_t - x_(t-1)|| of the layer", scale="log",
+        )  # fmt: skip
+        axd["heat"].set_title("step length of every layer")
+        ax = [axd["network"], axd["layers"], axd["cv"]]
+    elif ax is None:
         fig, grid = figure(1, 3, width=4.4)
         ax = [grid[0, 0], grid[0, 1], grid[0, 2]]
     fig = figure_of(ax[0])

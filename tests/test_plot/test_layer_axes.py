@@ -203,3 +203,59 @@ def test_layout_is_fixed_before_render():
         style.png_bytes(fig)
         assert [a.get_position().bounds for a in fig.axes] == pos
         assert_panels_apart(fig)
+
+
+def _step_length(names, steps=60):
+    rng = np.random.default_rng(3)
+    norm = 10 ** rng.uniform(-4, -1, (steps, len(names)))
+    return A.step_length(np.arange(1, steps + 1), norm, names, window=20)
+
+
+def _examplewise(names, steps=10):
+    rng = np.random.default_rng(4)
+    n = len(names)
+    var = 10 ** rng.uniform(-3, 0, (steps, n))
+    g2 = 10 ** rng.uniform(-4, -1, (steps, n))
+    return A.examplewise_profile(
+        np.arange(1, steps + 1),
+        np.full(steps, 32),
+        names,
+        variance=var,
+        grad_norm_sq=g2,
+        gsnr=g2 / var,
+        norm_test=np.sqrt(var / (32 * g2)),
+        inner_product_test=np.sqrt(var / (32 * g2)),
+        orthogonality_test=np.sqrt(var / (32 * g2)),
+        network={
+            "variance": var.sum(1),
+            "grad_norm_sq": g2.sum(1),
+            "gsnr": (g2 / var).mean(1),
+            "norm_test": np.sqrt(var.sum(1) / (32 * g2.sum(1))),
+            "inner_product_test": np.sqrt(var.sum(1) / (32 * g2.sum(1))),
+            "orthogonality_test": np.sqrt(var.sum(1) / (32 * g2.sum(1))),
+        },
+    )
+
+
+@pytest.mark.parametrize("n", [6, 62, 300])
+def test_step_length_and_examplewise_heatmaps_scale(n):
+    """Step length and GSNR get a layer x step heatmap of every layer (the values drawn are
+    the record's), labelled like the others, above the panels of named layers."""
+    from gradscope.plot import examplewise as pe
+    from gradscope.plot import steplength as psl
+
+    names = NAMES[n]
+    nl = A.named_layers(names)
+    sl, ex = _step_length(names), _examplewise(names)
+    with style.theme():
+        for fig, rec in (
+            (psl.draw_step_length(sl, named=nl), sl.layer_norm),
+            (pe.draw_examplewise(ex, named=nl.names), ex.gsnr),
+        ):
+            heat = next(a for a in fig.axes if a.get_label() == "heat")
+            drawn = np.ma.filled(heat.collections[0].get_array(), np.nan).reshape(n, -1)
+            np.testing.assert_allclose(drawn, rec.T)
+            assert assert_no_overlap(fig) > 0
+            assert assert_panels_apart(fig) >= 4
+            shown = _labels(heat.yaxis)
+            assert len(shown) == n if n == 6 else len(shown) >= min(n // 3, 40)

@@ -24,8 +24,10 @@ class Examplewise(Section):
     def caption(self, record: A.ExamplewiseProfile, ctx: Context) -> str:
         """GSNR and variance per layer, the network's batch-size tests."""
         return (
-            "GSNR (mean over coordinates of gbar_i^2 / Var_b g_b,i) and the per-example "
-            "gradient variance (trace of the covariance) per layer over time; the batch-"
+            "Top: the GSNR (mean over coordinates of gbar_i^2 / Var_b g_b,i) of every layer "
+            "per step (rows: layers, input on top, grouped by module; log colour). Bottom: "
+            "the GSNR and the per-example "
+            "gradient variance (trace of the covariance) of the named layers over time; the batch-"
             "size tests of the whole network (smallest constant that passes: norm test, "
             "Byrd et al. 2012; inner-product and orthogonality tests, Bollapragada et al. "
             f"2018). Norm test > {record.theta:g}: the batch is too small. "
@@ -33,7 +35,7 @@ class Examplewise(Section):
         )
 
     def draw(self, record: A.ExamplewiseProfile, ctx: Context) -> Figure:
-        """Three panels."""
+        """The GSNR heatmap above three panels."""
         from gradscope.plot import examplewise as pe
 
         return pe.draw_examplewise(record, named=ctx.named.names)

@@ -29,16 +29,18 @@ class StepLengthSection(Section):
         return A.step_length_verdict(record)
 
     def caption(self, record: A.StepLength, ctx: Context) -> str:
-        """Network and named layers' step length, windowed CV."""
+        """Every layer's step length, the network's and named layers', windowed CV."""
         return (
-            f"||x_t - x_(t-1)|| (the recorded update norms): the network's (root sum of "
-            f"squares over layers) and the named layers' over time, and the coefficient "
+            "||x_t - x_(t-1)|| (the recorded update norms). Top: every layer's per step "
+            "(rows: layers, input on top, grouped by module; log colour). Bottom: the "
+            "network's (root sum of squares over layers) and the named layers' over time, "
+            "and the coefficient "
             f"of variation std/mean within windows of {record.window} recorded "
             f"rows. {ctx.rule}"
         )
 
     def draw(self, record: A.StepLength, ctx: Context) -> Figure:
-        """Three panels: network, layers, CV."""
+        """The layer heatmap above three panels: network, layers, CV."""
         from gradscope.plot import steplength as psl
 
         return psl.draw_step_length(record, named=ctx.named)
