@@ -615,7 +615,9 @@ def compiled(key: Hashable, make: Callable[[], Callable[..., Any]]) -> Callable[
         fn = make()
         code = fn.__code__.replace(co_name=f"{fn.__code__.co_name}_{next(_SERIAL)}")
         fresh = types.FunctionType(code, fn.__globals__, code.co_name, None, fn.__closure__)
-        out = torch.compile(fresh, fullgraph=True, dynamic=False)
+        # dynamo's guards check every input's shape and stride already; inductor's
+        # own per-input size asserts would check them again on every call
+        out = torch.compile(fresh, fullgraph=True, dynamic=False, options={"size_asserts": False})
         _CACHE[key] = out
         while len(_CACHE) > CACHE_SIZE:
             _CACHE.popitem(last=False)
