@@ -94,6 +94,7 @@ class Backend(Protocol):
     def mean_square(self, x: Operand) -> Scalar: ...
     def mean(self, x: Operand) -> Scalar: ...
     def amin(self, x: Operand) -> Scalar: ...
+    def nan_to_zero(self, x: Tensor) -> Tensor: ...
     def rsqrt_mean(self, v: Operand, sqrt_c: Scalar) -> Scalar: ...
     def stack(self, s: Any) -> Scalar: ...
     def unstack(self, s: Scalar) -> Any: ...
@@ -263,6 +264,11 @@ class _Single:
     @staticmethod
     def amin(x: Tensor) -> Tensor:
         return _global(x.amin())
+
+    @staticmethod
+    def nan_to_zero(x: Tensor) -> Tensor:
+        """Replace NaN by 0 in place (x is a fresh temporary; +-inf are kept)."""
+        return x.nan_to_num_(nan=0.0, posinf=torch.inf, neginf=-torch.inf)
 
     @staticmethod
     def rsqrt_mean(v: Tensor, sqrt_c: Scalar) -> Tensor:
@@ -558,6 +564,15 @@ class _Traced(_Single):
     @staticmethod
     def scale_add(x: Tensor, f: Scalar, c: Scalar) -> Tensor:
         return x * f + c
+
+    @staticmethod
+    def nan_to_zero(x: Tensor) -> Tensor:
+        """Replace NaN by 0 (+-inf are kept), as a comparison inductor vectorizes.
+
+        ``x == x`` is false only for NaN; inductor's CPU code for ``isnan`` and
+        ``nan_to_num`` tests lane by lane, a scalar loop inside every vector iteration.
+        """
+        return torch.where(x == x, x, 0.0)
 
     @staticmethod
     def stack(s: Tensor) -> Tensor:
