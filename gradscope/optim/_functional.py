@@ -174,8 +174,10 @@ def set_transform(ops: Backend, v: Operand, bc2: Scalar, eps: Scalar, tau: float
 
     ``min_i w_i`` is w evaluated at ``min_i v_i``: each rounded step of
     ``v -> sqrt(f v + eps)`` (f >= 0) is monotone, so the minimum of the computed w is
-    the computed w of the minimum, and one pass over v gives sum, sum of squares and
-    minimum together (a second pass over w for its minimum would cost a third pass).
+    the computed w of the minimum (to the last bit where a kernel contracts f v + eps
+    into one fused multiply-add and the scalar evaluation does not). One pass over v
+    then gives sum, sum of squares and minimum together; a minimum over w would need a
+    pass of its own (the fused step had three passes over memory, now two).
     """
     vs = ops.items(v)
     sums = ops.items(ops.stack(ops.sum(v)))
