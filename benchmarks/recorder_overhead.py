@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/recorder_overhead.py [--models mlp,cnn,resnet18,gpt2]
 [--optimizers gradscope-adam,torch-adamw,torch-sgd] [--steps 30] [--repeats 3]
-[--threads 1] [--size-steps 1000]``.
+[--threads 1] [--size-steps 1000] [--reduce eager,compiled]``.
 
 For every model and optimizer it prints
 
@@ -16,6 +16,10 @@ For every model and optimizer it prints
   steady state: summaries every step, histograms and subsamples on their sparse default
   schedules) and the mean over the timed steps (which include the dense early schedule),
   both over the plain step, and the file's bytes per step.
+
+Every mode and the defaults run once per reduction backend of ``--reduce``
+(``Recorder(reduce=...)``: ``eager``, the reference, and ``compiled``, the one-pass kernel
+that ``auto`` picks for large models on the CPU), side by side in the same rounds.
 
 Modes: ``summary`` (statistics and cosines of every quantity, no histograms, no
 subsample), ``summary+hist`` (and fixed-bin histograms with quantiles), ``all`` (and the
@@ -150,9 +154,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--size-steps", type=int, default=0)
+    ap.add_argument("--reduce", default="eager,compiled")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    modes = args.modes.split(",")
+    backends = args.reduce.split(",")
+    modes = [f"{m} [{b}]" for m in args.modes.split(",") for b in backends]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
           f"load average {os.getloadavg()[0]:.2f} at start")  # fmt: skip
     with tempfile.TemporaryDirectory() as d:
@@ -160,7 +166,10 @@ def main() -> None:
         for name in args.models.split(","):
             n_par = sum(p.numel() for p in MODELS[name][0]().parameters())
             for optim in args.optimizers.split(","):
-                plain, opt_ms, defaults_med, defaults_mean, nbytes = [], [], [], [], []
+                plain, opt_ms = [], []
+                defaults_med: dict[str, list[float]] = {b: [] for b in backends}
+                defaults_mean: dict[str, list[float]] = {b: [] for b in backends}
+                nbytes: list[float] = []
                 added: dict[str, list[float]] = {m: [] for m in modes}
                 over: dict[str, list[float]] = {m: [] for m in modes}
                 for _ in range(args.repeats):
@@ -169,30 +178,33 @@ def main() -> None:
                     plain.append(p_med)
                     opt_ms.append(statistics.median(base["inner"]))
                     for m in modes:
-                        res = run_once(name, optim, {**MODES[m], "every": 2}, args.steps,
-                                       tmp / f"{m}.h5")  # fmt: skip
+                        mode, backend = m.split(" [")
+                        kw = {**MODES[mode], "every": 2, "reduce": backend.rstrip("]")}
+                        res = run_once(name, optim, kw, args.steps, tmp / "m.h5")
                         on, off = paired(res["total"])
                         added[m].append(on - off)
                         over[m].append(on / p_med)
-                    res = run_once(name, optim, {}, args.steps, tmp / "d.h5")
-                    defaults_med.append(statistics.median(res["total"]) / p_med)
-                    defaults_mean.append(statistics.mean(res["total"]) / statistics.mean(
-                        base["total"]))  # fmt: skip
-                    nbytes.append(res["bytes"] / (args.steps + 3))
+                    for b in backends:
+                        res = run_once(name, optim, {"reduce": b}, args.steps, tmp / "d.h5")
+                        defaults_med[b].append(statistics.median(res["total"]) / p_med)
+                        defaults_mean[b].append(statistics.mean(res["total"]) / statistics.mean(
+                            base["total"]))  # fmt: skip
+                        nbytes.append(res["bytes"] / (args.steps + 3))
                 med = statistics.median
                 o = med(opt_ms)
                 print(f"\n{name} ({n_par / 1e6:.2f}M parameters, batch {MODELS[name][2]}), "
                       f"{optim}: plain step {med(plain) * 1e3:.1f} ms, optimizer step "
                       f"{o * 1e3:.1f} ms")  # fmt: skip
-                print(f"  {'mode':<14} {'added ms':>9} {'added/opt':>9} {'x plain':>8}")
+                print(f"  {'mode':<25} {'added ms':>9} {'added/opt':>9} {'x plain':>8}")
                 for m in modes:
                     a = med(added[m])
-                    print(f"  {m:<14} {a * 1e3:9.1f} {a / o:9.2f} {med(over[m]):8.2f}")
-                print(
-                    f"  defaults: x plain {med(defaults_med):.2f} (median step), "
-                    f"{med(defaults_mean):.2f} (mean over steps 4-{args.steps + 3}); "
-                    f"{med(nbytes) / 1024:.0f} KB per step over {args.steps + 3} steps"
-                )
+                    print(f"  {m:<25} {a * 1e3:9.1f} {a / o:9.2f} {med(over[m]):8.2f}")
+                for b in backends:
+                    print(
+                        f"  defaults [{b}]: x plain {med(defaults_med[b]):.2f} (median step), "
+                        f"{med(defaults_mean[b]):.2f} (mean over steps 4-{args.steps + 3})"
+                    )
+                print(f"  {med(nbytes) / 1024:.0f} KB per step over {args.steps + 3} steps")
             if args.size_steps:
                 optim = args.optimizers.split(",")[0]
                 res = run_once(name, optim, {}, args.size_steps, tmp / "s.h5", batch_size=2)

@@ -22,6 +22,7 @@ the run file.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -32,7 +33,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -46,21 +47,15 @@ from gradscope.optim import introspect
 from gradscope.optim import torch_adapters as TA
 from gradscope.optim._core import TrackedOptimizer
 from gradscope.record import distributed as shard
+from gradscope.record import reducer as red
 from gradscope.record import schedules as sched
 from gradscope.record import summaries as sm
 from gradscope.runfile import schema as S
 from gradscope.runfile.writer import RunWriter, check_replaceable
 
-_N_MOMENTS = len(sm.MOMENTS)
-#: Layers of at most this many coordinates are reduced together (segmented reductions).
-_SMALL_LAYER = 1 << 16
-
 
 @dataclass(frozen=True)
-class _Plan:
-    summary: bool
-    hist: bool
-    samples: bool
+class _Plan(red.StepPlan):
     full: bool
 
     @property
@@ -120,6 +115,12 @@ class Recorder:
             sharded parameters before it stops recording (a dead rank never hangs training).
         tags: user metadata stored with the run (JSON-able).
         compression: ``None``, ``"gzip"`` or ``"lzf"`` for subsamples and full tensors.
+        reduce: how large layers are reduced (:mod:`gradscope.record.reducer`):
+            ``"compiled"`` (one generated pass per layer value, compiled with
+            ``torch.compile`` at the first recorded step), ``"eager"`` (the reference, a
+            few eager passes), or ``"auto"`` (default): compiled on the CPU when the layers
+            of more than 65,536 coordinates hold at least 2**20 of them and the compile
+            works; eager otherwise. Both give the same statistics to float64 accuracy.
 
     Raises:
         RunFileError: the path exists and ``overwrite`` is false.
@@ -153,6 +154,7 @@ class Recorder:
         tags: Mapping[str, Any] | None = None,
         compression: str | None = None,
         collective_timeout: float = 300.0,
+        reduce: red.Backend = "auto",
     ) -> None:
         if sample < 0:
             raise ValueError(f"sample must be >= 0, got {sample}")
@@ -176,6 +178,10 @@ class Recorder:
         if full_every is None:
             self.full_quantities = ()
         self._cosine = cosine
+        if reduce not in ("auto", "eager", "compiled"):
+            raise ValueError(f"reduce must be 'auto', 'eager' or 'compiled', got {reduce!r}")
+        self._reduce: red.Backend = reduce
+        self.reducer: red.StepReducer | None = None
         self.cosine_quantities: tuple[str, ...] = ()
         self.sample = sample
         self.seed = seed
@@ -227,7 +233,6 @@ class Recorder:
         self._writer: RunWriter | None = None
         self._failed = False
         self._closed = False
-        self._prev: dict[str, list[torch.Tensor | None]] = {}
         if not self.active:
             return
         # refuses an existing path without overwrite, and one another writer holds
@@ -248,10 +253,11 @@ class Recorder:
         # When the user compiles a function that calls ``optimizer.step()``, dynamo would trace
         # these hooks (file I/O, host copies): run them eagerly instead, one graph break each.
         for opt in self.optimizers:
-            self._handles.append(opt.register_step_pre_hook(torch.compiler.disable(self._pre_hook)))
-            self._handles.append(
-                opt.register_step_post_hook(torch.compiler.disable(self._post_hook))
-            )
+            # cast: torch.compiler.disable's stub returns a union of decorator forms
+            pre = cast(Any, torch.compiler.disable(self._pre_hook))
+            post = cast(Any, torch.compiler.disable(self._post_hook))
+            self._handles.append(opt.register_step_pre_hook(pre))
+            self._handles.append(opt.register_step_post_hook(post))
         # after our pre-hook: the snapshot hook of the generic path then sees this step's
         # tracking decision
         for opt in self.optimizers:
@@ -341,7 +347,7 @@ class Recorder:
             arr = sm.stack_rows(table, len(S.EXAMPLEWISE_STATS), device)
             host = torch.cat([arr.reshape(-1).double(), moments.loss.reshape(1).double()]).cpu()
             host = host.numpy()
-            self._writer.write_examplewise(
+            self._open_writer().write_examplewise(
                 self._next_opt_step(),
                 moments.batch_size,
                 float(host[-1]),
@@ -400,9 +406,12 @@ class Recorder:
 
     # ------------------------------------------------------------------ hooks
     def _register_forward_order(self) -> None:
-        """Rank parameters by first use in forward: a module's own parameters when its
-        forward starts; parameters of submodules it used without calling them (e.g.
-        ``MultiheadAttention.out_proj``) when its forward ends. Removed at the first step."""
+        """Rank parameters by first use in forward (hooks removed at the first step).
+
+        A module's own parameters rank when its forward starts; parameters of submodules
+        it used without calling them (e.g. ``MultiheadAttention.out_proj``) when its
+        forward ends.
+        """
         seen = self._forward_seen
 
         def mark(params: Iterable[torch.Tensor]) -> None:
@@ -433,7 +442,9 @@ class Recorder:
             h.remove()
         self._handles = []
 
-    def _pre_hook(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> Any:
+    def _pre_hook(
+        self, optimizer: torch.optim.Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         # A subclass whose step calls super().step() runs the hooks twice when torch has
         # wrapped both classes' step (once an instance of the parent exists): act on the
         # outermost call only, so a step is counted once and read after all of it ran.
@@ -455,7 +466,7 @@ class Recorder:
                 wrapped = self._wrap_closure(closure)
                 if "closure" in kwargs:
                     return args, {**kwargs, "closure": wrapped}
-                return (args[0], wrapped, *args[2:]), kwargs
+                return (*args[:1], wrapped, *args[2:]), kwargs
         except Exception as exc:  # noqa: BLE001 - see _fail
             self._fail(exc)
         return None
@@ -611,52 +622,33 @@ class Recorder:
             hist_specs={q: S.hist_spec(q) for q in self.quantities},
         )
         self._layout = layout
-        self._prev = {q: [None] * len(layers) for q in self.cosine_quantities}
-        self._prev_ok = {q: [False] * len(layers) for q in self.cosine_quantities}
-        self._prev_norm = {q: np.full(len(layers), np.nan) for q in self.cosine_quantities}
-        self._hist = sm.Histogrammer()
-        # Per-step results go into preallocated tables, one row view per layer: a recorded
-        # step writes in place and stacks nothing (the Python overhead is per layer).
-        f32 = {"dtype": torch.float32, "device": device}
-        f64 = {"dtype": torch.float64, "device": device}
-        self._raw = {q: torch.empty(len(layers), len(sm.RAW), **f64) for q in self.quantities}
-        self._scratch = sm.Scratch()
-        self._raw_rows = {q: list(t.unbind(0)) for q, t in self._raw.items()}
-        self._dot = {q: torch.empty(len(layers), **f32) for q in self.cosine_quantities}
-        self._dot_rows = {q: list(t.unbind(0)) for q, t in self._dot.items()}
-        # Small layers (biases, norm scales) are reduced together: a handful of segmented
-        # calls instead of a few calls per layer (the per-call cost dominates there).
-        small = [c for c, n in enumerate(self._n) if n <= _SMALL_LAYER]
-        self._small_cols = small if len(small) >= 2 else []
-        self._small_set = frozenset(self._small_cols)
-        big = [c for c in range(len(layers)) if c not in self._small_set]
-        i64 = {"dtype": torch.int64, "device": device}
-        self._small_idx = torch.tensor(self._small_cols, **i64)
-        self._small_len = torch.tensor([self._n[c] for c in self._small_cols], **i64)
-        self._small_ids = sm.segment_ids(self._small_len)
-        self._small_ids32 = self._small_ids.to(torch.int32)
         # per layer: its parameter (for state["step"]) and its group's eps threshold
         self._layer_params = [self._params[i] for i in order]
         self._layer_state = [self.optimizers[self._opt_of[i]].state for i in order]
         self._first_opt_cols = np.array([self._opt_of[i] == 0 for i in order])
         self._eps_threshold = [_eps_threshold(self._groups_all[layer.group]) for layer in layers]
-        self._big_cols = big
-        self._big_idx = torch.tensor(big, **i64)
-        # the small layers' previous values, in one buffer; per-layer views share it
-        self._prev_small: dict[str, torch.Tensor] = {}
-        for q in self.cosine_quantities:
-            buf = torch.empty(sum(self._n[c] for c in self._small_cols), **f32)
-            self._prev_small[q] = buf
-            views = buf.split([self._n[c] for c in self._small_cols])
-            for c, view in zip(self._small_cols, views):
-                self._prev[q][c] = view
+        if self._sharded is None:
+            red_layout = red.ReducerLayout(
+                n=tuple(self._n),
+                shapes=tuple(self._shapes),
+                quantities=self.quantities,
+                cosine_quantities=self.cosine_quantities,
+                sample_quantities=self.sample_quantities,
+                hist_specs=layout.hist_specs,
+                eps_threshold=tuple(self._eps_threshold),
+            )
+            compiled = red.resolve_backend(self._reduce, self._n, device)
+            small_max = red.SMALL_LAYER_COMPILED if compiled else red.SMALL_LAYER
+            red_layout = dataclasses.replace(red_layout, small_max=small_max)
+            self.reducer = red.StepReducer(red_layout, device, self._sample_idx, compiled)
         if self._sharded is None:
             self._writer = RunWriter(self.path, layout, self._metadata(layers), **self._writer_kw)
         else:  # rank 0 writes; a failure to create the file stops every rank together
-            self._writer = self._sharded.open_writer(
+            sharded = self._sharded
+            self._writer = sharded.open_writer(
                 lambda: (
                     RunWriter(self.path, layout, self._metadata(layers), **self._writer_kw)
-                    if self._writes and self._sharded.pending is None
+                    if self._writes and sharded.pending is None
                     else shard.NullWriter()
                 )
             )
@@ -666,7 +658,8 @@ class Recorder:
 
         Core quantities come from each optimizer's facts (and, on the generic path, from
         the moments its state holds); every other state entry gets its own quantity, named
-        by its key (``state_<key>`` where the key is a core name)."""
+        by its key (``state_<key>`` where the key is a core name).
+        """
         facts = [_facts(opt) for opt in self.optimizers]
         core: set[str] = set()
         for f in facts:
@@ -687,7 +680,7 @@ class Recorder:
                 continue
             if q == "stepsize" and undefined:
                 unavailable[q] = "stepsize undefined for this optimizer: " + "; ".join(
-                    f.stepsize_undefined for f in undefined
+                    str(f.stepsize_undefined) for f in undefined
                 )
             else:
                 names = " + ".join(f.name.rsplit(".", 1)[-1] for f in facts)
@@ -695,7 +688,7 @@ class Recorder:
         partial = {}
         if undefined and "stepsize" in core:  # several optimizers: some lack it
             partial["stepsize"] = "stepsize undefined (NaN) on the layers of " + "; ".join(
-                f.stepsize_undefined for f in undefined
+                str(f.stepsize_undefined) for f in undefined
             )
         if self._requested is None:
             chosen = available
@@ -842,7 +835,6 @@ class Recorder:
                     "that is not among the recorded ones"
                 )
             by_col[c] = ps
-        device = self._params[0].device
         values = {q: [self._value(ps, q) for ps in by_col] for q in self.quantities}
         for q in ("stepsize", *S.ZERO_COUNTED):
             values.setdefault(q, [None] * len(by_col))
@@ -856,59 +848,13 @@ class Recorder:
             self._sharded.record(self, plan, values, loss)
             return
 
-        # Everything for the host goes into one float64 vector: one device->host copy.
-        parts: list[torch.Tensor] = []
-        sizes: list[tuple[str, str, int]] = []
-
-        def put(kind: str, q: str, t: torch.Tensor) -> None:
-            parts.append(t.reshape(-1).to(torch.float64))
-            sizes.append((kind, q, t.numel()))
-
-        if plan.summary:
-            flats: dict[str, torch.Tensor] = {}  # the small layers of a quantity, end to end
-            for q in self.quantities:
-                small = self._small_values(values[q])
-                for c, (v, n, row) in enumerate(zip(values[q], self._qn[q], self._raw_rows[q])):
-                    if v is None:
-                        row.fill_(float("nan"))
-                    elif small is None or c not in self._small_set:
-                        sm.raw_moments(v, n, out=row, scratch=self._scratch)
-                if small is not None:
-                    rows, flats[q] = sm.segmented_moments(small, self._small_len, self._small_ids)
-                    self._raw[q].index_copy_(0, self._small_idx, rows)
-                put("raw", q, self._raw[q])
-            for q in self.cosine_quantities:
-                put("dot", q, self._dots(q, values[q], flats.get(q)))
-            if plan.hist:
-                for q in self.quantities:
-                    put("hist", q, self._histograms(q, values[q], flats.get(q)))
-                for q in S.ZERO_COUNTED:
-                    if q in self.quantities:
-                        put("zeros", q, self._count(values[q], sm.count_zeros))
-                if "stepsize" in self.quantities:
-                    put("epsdom", "", self._count(values["stepsize"], None))
-            if isinstance(loss, torch.Tensor):
-                put("loss", "", loss.reshape(-1)[:1])
-        steps = self._layer_step_tensors()
-        if steps is not None:
-            put("lstep", "", steps)
-        if plan.samples:
-            for q in self.sample_quantities:
-                cols = [
-                    torch.full((ix.numel(),), float("nan"), device=device)
-                    if v is None
-                    else sm.gather(v, ix)
-                    for v, ix in zip(values[q], self._sample_idx)
-                ]
-                put("samples", q, torch.cat(cols))
-
-        host = torch.cat(parts).cpu().numpy() if parts else np.zeros(0)  # the one transfer
-        out: dict[str, dict[str, np.ndarray]] = {}
-        pos = 0
-        for kind, q, k in sizes:
-            out.setdefault(kind, {})[q] = host[pos : pos + k]
-            pos += k
-
+        reducer = self.reducer
+        if reducer is None:
+            raise AssertionError("the recorder has no reducer after opening")
+        steps_t = self._layer_step_tensors()
+        extra = [] if steps_t is None else [("lstep", "", steps_t)]
+        # everything for the host comes back in one device->host copy
+        out = reducer.reduce(plan, values, self._qn, loss, extra)
         layer_step = self._layer_steps(out.get("lstep", {}).get(""))
         # the first optimizer's own t (any optimizer's when the first keeps no step)
         known = layer_step[(layer_step >= 0) & self._first_opt_cols]
@@ -916,9 +862,9 @@ class Recorder:
             known = layer_step[layer_step >= 0]
         t = int(known.max()) if known.size else self._step
         if plan.summary:
-            self._write_summary(plan, out, values, loss, t, layer_step)
+            self._write_summary(reducer.summarize(plan, out, values, self._qn), loss, t, layer_step)
         if plan.samples:
-            self._writer.write_samples(
+            self._open_writer().write_samples(
                 t,
                 {q: out["samples"][q].astype(np.float32) for q in self.sample_quantities},
             )
@@ -936,24 +882,7 @@ class Recorder:
                     .numpy()
                     for c, (v, n) in enumerate(zip(values[q], self._n))
                 ]
-            self._writer.write_full(t, full)
-
-    def _count(self, values: list[Any], count: Callable[..., torch.Tensor] | None) -> torch.Tensor:
-        """Per-layer counts (float64, NaN where missing): ``count(v, n)``, or with ``None``
-        the eps-dominated stepsizes (``u >= 1/(1.01 eps)`` of the layer's group)."""
-        device = self._params[0].device
-        nan = torch.tensor(float("nan"), dtype=torch.float64, device=device)
-        out = []
-        for c, (v, n) in enumerate(zip(values, self._n)):
-            if count is not None:
-                out.append(nan if v is None else count(v, n).to(torch.float64))
-                continue
-            thr = self._eps_threshold[c]
-            if v is None or thr is None:
-                out.append(nan)
-            else:
-                out.append(sm.count_at_least(v, n, thr).to(torch.float64))
-        return torch.stack(out)
+            self._open_writer().write_full(t, full)
 
     def _layer_step_tensors(self) -> torch.Tensor | None:
         """The layers' ``state["step"]`` values held on an accelerator, for the one copy."""
@@ -993,133 +922,15 @@ class Recorder:
                 out[c] = int(st)
         return out
 
-    def _small_values(self, values: list[Any]) -> list[torch.Tensor] | None:
-        """The small layers' values when they can be reduced together (all full tensors)."""
-        if not self._small_cols:
-            return None
-        small = [values[c] for c in self._small_cols]
-        if any(
-            v is None or v.dim() == 0 or v.numel() != self._n[c]
-            for v, c in zip(small, self._small_cols)
-        ):
-            return None
-        return small
-
-    def _histograms(self, q: str, values: list[Any], flat: torch.Tensor | None) -> torch.Tensor:
-        """``(L, n_bins)`` counts; the small layers from their flat buffer when there is one."""
-        spec = self._layout.hist_specs[q]
-        device = self._params[0].device
-
-        def one(v: torch.Tensor | None, n: int) -> torch.Tensor:
-            if v is None:
-                return torch.zeros(spec.n_bins, dtype=torch.int64, device=device)
-            return self._hist(v, n, spec)
-
-        if flat is None:
-            return torch.stack([one(v, n) for v, n in zip(values, self._qn[q])])
-        table = torch.empty(len(self._n), spec.n_bins, dtype=torch.int64, device=device)
-        if self._big_cols:
-            big = [one(values[c], self._qn[q][c]) for c in self._big_cols]
-            table.index_copy_(0, self._big_idx, torch.stack(big))
-        small = self._hist.segmented(flat, self._small_len, spec, self._small_ids32)
-        table.index_copy_(0, self._small_idx, small)
-        return table
-
-    def _dots(self, q: str, values: list[Any], flat: torch.Tensor | None) -> torch.Tensor:
-        """Inner products with the previous recorded value; keeps a float32 copy of this one.
-
-        With ``flat`` (the small layers end to end), those layers take one segmented
-        reduction against their previous values, which live in one buffer as well.
-        """
-        prev, ok, rows = self._prev[q], self._prev_ok[q], self._dot_rows[q]
-        for c, (v, n) in enumerate(zip(values, self._n)):
-            if flat is not None and c in self._small_set:
-                continue
-            if v is None:
-                rows[c].fill_(float("nan"))
-                ok[c] = False
-                continue
-            f = sm.flat32(v.expand(self._shapes[c])) if v.dim() == 0 else sm.flat32(v)
-            if prev[c] is None:
-                prev[c] = torch.empty(n, dtype=torch.float32, device=f.device)
-            if ok[c]:
-                torch.dot(f, prev[c], out=rows[c])
-            else:
-                rows[c].fill_(float("nan"))
-            prev[c].copy_(f)  # in place: no allocation per step
-            ok[c] = True
-        if flat is not None:
-            before = self._prev_small[q]
-            dots = torch.segment_reduce(flat * before, "sum", lengths=self._small_len, unsafe=True)
-            had = [ok[c] for c in self._small_cols]
-            if not all(had):  # no previous value: NaN, as on the per-layer path
-                dots = torch.where(torch.tensor(had, device=dots.device), dots, float("nan"))
-            self._dot[q].index_copy_(0, self._small_idx, dots)
-            before.copy_(flat)
-            for c in self._small_cols:
-                ok[c] = True
-        return self._dot[q]
-
     def _write_summary(
         self,
-        plan: _Plan,
-        out: dict[str, dict[str, np.ndarray]],
-        values: dict[str, list[Any]],
+        summary: red.StepSummary,
         loss: torch.Tensor | float | None,
         t: int,
         layer_step: np.ndarray,
     ) -> None:
-        n_layers = len(self._n)
-        qs = self.quantities
-        n = np.concatenate([np.asarray(self._qn[q], dtype=np.float64) for q in qs] or [[]])
-        raw = np.stack([out["raw"][q].reshape(n_layers, len(sm.RAW)) for q in qs] or [[]])
-        present = np.array([[v is not None for v in values[q]] for q in qs], dtype=bool)
-        moments, fix = sm.finalize_moments(raw.reshape(-1, len(sm.RAW)), n, present.reshape(-1))
-        moments = moments.reshape(len(qs), n_layers, _N_MOMENTS)
-        fix = fix.reshape(len(qs), n_layers)
-        stats: dict[str, np.ndarray] = {}
-        zeros_col = S.STATS.index("zeros")
-        for k, q in enumerate(qs):
-            st = np.full((n_layers, len(S.STATS)), np.nan)
-            st[:, :_N_MOMENTS] = moments[k]
-            st[present[k], _N_MOMENTS] = 0.0
-            stats[q] = st
-        redo = [(qs[k], int(c)) for k, c in zip(*np.nonzero(fix))]
-        if redo:  # rare: non-finite coordinates or cancellation; one more transfer
-            exact = (
-                torch.stack([sm.finite_moments(values[q][c], self._qn[q][c]) for q, c in redo])
-                .cpu()
-                .numpy()
-            )
-            for (q, c), row in zip(redo, exact):
-                stats[q][c, : _N_MOMENTS + 1] = row
-        hist: dict[str, np.ndarray] | None = None
-        if plan.hist:
-            hist = {}
-            for q in self.quantities:
-                spec = self._layout.hist_specs[q]
-                h = out["hist"][q].reshape(n_layers, spec.n_bins).astype(np.int64)
-                hist[q] = h
-                present = ~np.isnan(stats[q][:, 0]) | (h.sum(axis=1) > 0)
-                levels = S.quantiles_from_histogram(h, spec)
-                stats[q][present, _N_MOMENTS + 1 : _N_MOMENTS + 1 + len(S.QUANTILE_STATS)] = levels[
-                    present
-                ]
-            for q, z in out.get("zeros", {}).items():
-                stats[q][:, zeros_col] = z
-        cosine = {}
-        for q in S.COSINE_QUANTITIES:
-            if q not in self.quantities:
-                continue
-            if q in self.cosine_quantities:
-                norm = stats[q][:, 2]
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    cosine[q] = out["dot"][q] / (norm * self._prev_norm[q])
-                self._prev_norm[q] = norm.copy()
-            else:
-                cosine[q] = np.full(n_layers, np.nan)
         if isinstance(loss, torch.Tensor):
-            loss_v = float(out["loss"][""][0])
+            loss_v = summary.loss
         else:
             loss_v = float("nan") if loss is None else float(loss)
         groups = self._groups_all
@@ -1129,21 +940,27 @@ class Recorder:
             k: np.array([h.get(k, np.nan) for h in per_group], dtype=np.float64)
             for k in self._layout.hparam_names
         }
-        self._writer.write_summary(
+        self._open_writer().write_summary(
             S.SummaryRow(
                 step=t,
                 recorder_step=self._step,
                 layer_step=layer_step,
                 hparams=hparams,
-                eps_dominated=out["epsdom"][""] if "epsdom" in out else None,
+                eps_dominated=summary.eps_dominated,
                 wall_time=time.time(),
                 loss=loss_v,
                 lr=lr,
-                stats=stats,
-                cosine=cosine,
-                hist=hist,
+                stats=summary.stats,
+                cosine=summary.cosine,
+                hist=summary.hist,
             )
         )
+
+    def _open_writer(self) -> RunWriter:
+        """The writer of a recording that is open (its absence here is a bug)."""
+        if self._writer is None:
+            raise AssertionError("the recorder wrote a row without an open writer")
+        return self._writer
 
     def _value(self, ps: Any, q: str) -> torch.Tensor | None:
         """One layer's value of quantity ``q`` in its report (``None``: it has none)."""
@@ -1182,7 +999,7 @@ def _as_optimizers(
     out = []
     for opt in items:
         while type(opt).__name__ == "AcceleratedOptimizer" and hasattr(opt, "optimizer"):
-            opt = opt.optimizer
+            opt = getattr(opt, "optimizer")  # noqa: B009 - accelerate's wrapper, untyped here
         if not isinstance(opt, torch.optim.Optimizer):
             raise TA.unsupported(opt)
         out.append(opt)
@@ -1205,8 +1022,11 @@ def _schedule(
     same: sched.Schedule,
     default: Callable[[], sched.Schedule],
 ) -> sched.Schedule:
-    """A schedule argument: ``"same"`` (the summary schedule), ``"default"``, or
-    :func:`~gradscope.record.schedules.as_schedule`'s int / function / ``None``."""
+    """A schedule argument as a schedule.
+
+    ``"same"`` (the summary schedule), ``"default"``, or
+    :func:`~gradscope.record.schedules.as_schedule`'s int / function / ``None``.
+    """
     if spec == "same":
         return same
     if spec == "default":
@@ -1244,9 +1064,9 @@ def _unwrap(model: nn.Module) -> nn.Module:
     parallel = (nn.parallel.DistributedDataParallel, nn.DataParallel)
     while True:
         if isinstance(model, parallel):
-            model = model.module
+            model = cast(nn.Module, model.module)
         elif isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile
-            model = model._orig_mod
+            model = cast(nn.Module, model._orig_mod)
         else:
             return model
 
@@ -1261,8 +1081,11 @@ def _dist_rank() -> tuple[int, int]:
 def _collect_params(
     model: nn.Module, optimizers: Sequence[torch.optim.Optimizer]
 ) -> tuple[list[torch.Tensor], list[str], list[int]]:
-    """Every optimizer parameter with its name and global group index (the optimizers'
-    groups concatenated); one clear error listing the parameters that cannot be covered."""
+    """Every optimizer parameter with its name and global group index.
+
+    Groups are numbered over the optimizers' groups concatenated; one clear error lists
+    the parameters that cannot be covered.
+    """
     names = {id(p): n for n, p in model.named_parameters()}
     params, out_names, groups, problems = [], [], [], []
     seen: set[int] = set()

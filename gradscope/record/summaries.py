@@ -13,7 +13,9 @@ contributes ``n`` counts to one histogram bin.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -124,6 +126,138 @@ def raw_moments(
     return out
 
 
+def _one_pass(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``[c, sum(x - c), sum((x - c)**2), min, max]``: the body of :func:`fused_moments`."""
+    d = x.to(torch.float64) - c
+    lo, hi = x.min().to(torch.float64), x.max().to(torch.float64)
+    return torch.stack([c, d.sum(), (d * d).sum(), lo, hi])
+
+
+def _one_pass_dot(
+    x: torch.Tensor, c: torch.Tensor, prev: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_one_pass`, the inner product with ``prev``, and ``x`` copied into ``prev``."""
+    xd = x.to(torch.float64)
+    d = xd - c
+    lo, hi = x.min().to(torch.float64), x.max().to(torch.float64)
+    row = torch.stack([c, d.sum(), (d * d).sum(), lo, hi])
+    dot = (xd * prev.to(torch.float64)).sum()
+    prev.copy_(x)
+    return row, dot
+
+
+_COMPILED: dict[str, Any] = {}
+_AVAILABLE: set[str] = set()  # device kinds where the trial compile worked
+_UNAVAILABLE: dict[str, str] = {}  # and where it failed, with the reason
+
+
+def _kernel(name: str) -> Any:
+    """The compiled form of ``_one_pass`` or ``_one_pass_dot`` (compiled once per process).
+
+    ``dynamic=True``: one generated kernel serves every layer size (and a float64 input
+    its own).
+    """
+    fn = _COMPILED.get(name)
+    if fn is None:
+        body = _one_pass if name == "moments" else _one_pass_dot
+        fn = torch.compile(body, dynamic=True, fullgraph=True)
+        _COMPILED[name] = fn
+    return fn
+
+
+def fused_available(device: torch.device) -> bool:
+    """Whether :func:`fused_moments` compiles on ``device``'s kind (tried once per process).
+
+    Inductor needs a C++ compiler on the CPU (Triton on CUDA). When the trial compile
+    fails, a ``RuntimeWarning`` says why and :func:`fused_unavailable_reason` keeps it.
+    """
+    kind = device.type
+    if kind in _UNAVAILABLE:
+        return False
+    if kind in _AVAILABLE:
+        return True
+    x = torch.linspace(-1.0, 1.0, 1000, device=device)
+    prev = torch.zeros_like(x)
+    try:
+        with torch.no_grad():
+            _kernel("moments")(x, x[0].to(torch.float64))
+            _kernel("dot")(x, x[0].to(torch.float64), prev)
+    except Exception as exc:  # noqa: BLE001 - any compile failure means: use the eager path
+        _UNAVAILABLE[kind] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        warnings.warn(
+            "gradscope: the compiled reduction is unavailable on "
+            f"{kind} ({_UNAVAILABLE[kind]}); using the eager one",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return False
+    _AVAILABLE.add(kind)
+    return True
+
+
+def fused_unavailable_reason(device: torch.device) -> str | None:
+    """Why :func:`fused_available` said no on ``device``'s kind (``None``: it did not)."""
+    return _UNAVAILABLE.get(device.type)
+
+
+def fused_moments(
+    x: torch.Tensor,
+    shift: torch.Tensor | None,
+    out: torch.Tensor,
+    prev: torch.Tensor | None = None,
+    dot_out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`raw_moments` of a full layer value in one compiled pass over its data.
+
+    The generated kernel widens each float32 coordinate to float64, subtracts ``shift`` and
+    accumulates the sum and the sum of squares in float64, and the minimum and maximum, in
+    one read of ``x``; with ``prev`` it also accumulates ``sum(x * prev)`` in float64 and
+    copies ``x`` into ``prev`` (the cosine's previous value), in the same call.
+
+    The shift is given rather than computed (that would be a second pass): the recorder
+    passes the layer's mean at the previous recorded step, or the first coordinate when it
+    has none. Any shift inside the data's range keeps the result exact to float64
+    accuracy up to a factor ``1 + (mean - shift)**2 / var``; :func:`finalize_moments`
+    sends a layer whose factor exceeds 1e6 to the exact slow path.
+
+    Args:
+        x: the layer value (full, not 0-d; any float dtype).
+        shift: float64 0-d tensor on ``x``'s device, or ``None`` for ``x``'s first
+            coordinate.
+        out: float64 ``(5,)`` row to write.
+        prev: float32 tensor of ``x.numel()`` coordinates: the previous value (read, then
+            overwritten with ``x``).
+        dot_out: float64 0-d tensor for ``sum(x * prev)`` (``None``: not needed).
+
+    Returns:
+        ``out``.
+    """
+    f = _standalone(_flat(x))
+    c = f[0].to(torch.float64) if shift is None else shift.clone()
+    with torch.no_grad():  # the optimizer's step runs without grad: one graph for both
+        if prev is None:
+            out.copy_(_kernel("moments")(f, c))
+            return out
+        row, dot = _kernel("dot")(f, c, _standalone(prev))
+    out.copy_(row)
+    if dot_out is not None:
+        dot_out.copy_(dot)
+    return out
+
+
+def _standalone(f: torch.Tensor) -> torch.Tensor:
+    """``f`` (flat, contiguous) as a tensor of its own rather than a view of another.
+
+    Dynamo guards a view on the shape of the tensor it views (1x1 against 3x3 convolution
+    kernels would each compile a kernel); a tensor on the same storage, no view, does not.
+    Used only on detached data under ``no_grad``.
+    """
+    if f._base is None:
+        return f
+    alias = torch.empty(0, dtype=f.dtype, device=f.device)
+    return alias.set_(f.untyped_storage(), f.storage_offset(), f.shape, f.stride())
+
+
 def segment_ids(lengths: torch.Tensor) -> torch.Tensor:
     """Segment index of every coordinate of layers of ``lengths`` laid end to end."""
     ids = torch.arange(lengths.numel(), device=lengths.device)
@@ -179,8 +313,10 @@ def finalize_moments(
     """``[mean, std, norm, min, max]`` from :func:`raw_moments` rows, on the host.
 
     With ``m1 = S1/n``: ``mean = c + m1``, ``var = S2/n - m1**2`` (population, ddof = 0),
-    ``sum x**2 = S2 + 2 c S1 + n c**2``. Because ``c`` is within float32 rounding of the
-    mean, ``m1**2`` is negligible against ``var`` and the subtraction loses nothing.
+    ``sum x**2 = S2 + 2 c S1 + n c**2``. When ``c`` is within float32 rounding of the
+    mean (:func:`raw_moments`), ``m1**2`` is negligible against ``var`` and the subtraction
+    loses nothing; with another shift (:func:`fused_moments`) it loses a factor
+    ``1 + m1**2 / var`` of float64's accuracy, and beyond 1e6 the layer is flagged.
 
     Args:
         raw: ``(L, 5)`` rows of :func:`raw_moments` (NaN rows for missing layers).

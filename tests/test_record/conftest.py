@@ -32,11 +32,19 @@ def spy(monkeypatch):
     return seen
 
 
-@pytest.fixture(params=["segmented", "per-layer"])
+@pytest.fixture(params=["segmented", "per-layer", "compiled"])
 def layer_path(request, monkeypatch):
-    """Run a test with small layers reduced together (the default) and one layer at a time."""
-    if request.param == "per-layer":
-        from gradscope.record import recorder
+    """Run a test on each reduction path of the recorder.
 
-        monkeypatch.setattr(recorder, "_SMALL_LAYER", 0)
+    ``segmented``: small layers reduced together (the default); ``per-layer``: every layer
+    by the eager per-layer reference; ``compiled``: every layer by the compiled one-pass
+    kernel (what ``reduce="auto"`` picks for large models on the CPU).
+    """
+    from gradscope.record import reducer
+
+    if request.param in ("per-layer", "compiled"):
+        monkeypatch.setattr(reducer, "SMALL_LAYER", 0)
+        monkeypatch.setattr(reducer, "SMALL_LAYER_COMPILED", 0)
+    if request.param == "compiled":
+        monkeypatch.setattr(reducer, "AUTO_COMPILE_MIN", 0)
     return request.param

@@ -21,6 +21,16 @@ def pipeline(x, n):
     return out[0], bool(redo[0])
 
 
+def fused_pipeline(x, n, shift):
+    """The compiled one-pass kernel (``shift=None``: the first coordinate), then the host."""
+    row = torch.empty(5, dtype=torch.float64)
+    sm.fused_moments(x, shift, out=row)
+    out, redo = sm.finalize_moments(row.numpy()[None], np.array([n]), np.array([True]))
+    if redo[0]:
+        out[0] = sm.finite_moments(x, n).numpy()[:5]
+    return out[0], bool(redo[0])
+
+
 def segmented_pipeline(x):
     """The small-layer path: ``x`` reduced together with two other segments."""
     others = [torch.linspace(-3, 5, 7), torch.full((3,), 2.5)]
@@ -54,7 +64,14 @@ def test_moments_exact_on_adversarial_inputs(kind, scale):
     """Mean, std, norm, min and max within 1e-6 relative of NumPy float64 (std relative to
     itself, the mean relative to max(|mean|, 1e-6 std)) for mean**2/var from 0 to 1e12, on
     both paths and on both sides of every size threshold (the CPU chunk; 65,536, the
-    recorder's small-layer bound)."""
+    recorder's small-layer bound).
+
+    The compiled kernel runs with both of its shifts: the first coordinate (a recorder's
+    first step) and a previous step's mean (here the mean moved by 0.3 std and 1e-7 of
+    itself); it may send a layer to the exact recomputation (a first coordinate far in a
+    heavy tail, a constant layer), never a Gaussian one, and its result is within the same
+    bound either way.
+    """
     rng = np.random.default_rng([len(kind), int(np.log10(scale)) + 20])
     worst = 0.0
     for n in SIZES:
@@ -65,8 +82,11 @@ def test_moments_exact_on_adversarial_inputs(kind, scale):
             paths = [pipeline(x, n)]
             if n <= 1 << 16:
                 paths.append(segmented_pipeline(x))
-            for got, redo in paths:
-                assert not redo
+            moved = torch.tensor(want[0] * (1 + 1e-7) + 0.3 * want[1], dtype=torch.float64)
+            fused = [fused_pipeline(x, n, None), fused_pipeline(x, n, moved)]
+            for k, (got, redo) in enumerate(paths + fused):
+                # (a constant layer, n = 1, is recomputed whenever its shift is not its value)
+                assert not redo or (k >= len(paths) and (kind != "gauss" or want[1] == 0))
                 err = np.abs(got - want) / np.maximum(np.abs(want), 1e-300)
                 # a mean of 1e-10 std (ratio 0) is known to float64 rounding of the spread
                 err[0] = abs(got[0] - want[0]) / max(abs(want[0]), 1e-6 * want[1], 1e-300)
@@ -77,12 +97,57 @@ def test_moments_exact_on_adversarial_inputs(kind, scale):
     assert worst < 1e-7  # float64 accumulation: far inside the target
 
 
+@pytest.mark.parametrize("n", [65_537, 3 * sm.CPU_CHUNK + 7])
+def test_fused_kernel_dot_and_copy(n):
+    """With ``prev``, the kernel's inner product is the float64 dot of the two float32
+    vectors (to 1e-12) and ``prev`` holds ``x`` afterwards, bit for bit."""
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(n, generator=g) * 3 + 1
+    prev = torch.randn(n, generator=g)
+    want_dot = float(np.dot(x.double().numpy(), prev.double().numpy()))
+    row = torch.empty(5, dtype=torch.float64)
+    dot = torch.empty((), dtype=torch.float64)
+    sm.fused_moments(x, None, out=row, prev=prev, dot_out=dot)
+    assert dot.item() == pytest.approx(want_dot, rel=1e-12)
+    assert torch.equal(prev, x)
+    got, _ = sm.finalize_moments(row.numpy()[None], np.array([n]), np.array([True]))
+    np.testing.assert_allclose(got[0], np_moments(x.double().numpy()), rtol=1e-12)
+
+
+def test_fused_unavailable_falls_back_with_a_warning(monkeypatch):
+    """A compile that fails (no C++ compiler) makes ``auto`` take the eager path with one
+    warning naming the reason; ``reduce="compiled"`` then refuses with that reason."""
+    from gradscope.errors import GradscopeError
+    from gradscope.record import reducer
+
+    def broken(*_a, **_k):
+        raise RuntimeError("no C++ compiler found\nmore lines")
+
+    monkeypatch.setattr(sm, "_COMPILED", {})
+    monkeypatch.setattr(sm, "_AVAILABLE", set())
+    monkeypatch.setattr(sm, "_UNAVAILABLE", {})
+    monkeypatch.setattr(torch, "compile", broken)
+    big = [1 << 21]
+    with pytest.warns(RuntimeWarning, match=r"no C\+\+ compiler found"):
+        assert not reducer.resolve_backend("auto", big, torch.device("cpu"))
+    assert sm.fused_unavailable_reason(torch.device("cpu")) == (
+        "RuntimeError: no C++ compiler found"
+    )
+    with pytest.raises(GradscopeError, match=r"compiled.*no C\+\+ compiler"):
+        reducer.resolve_backend("compiled", big, torch.device("cpu"))
+    assert not reducer.resolve_backend("eager", big, torch.device("cpu"))
+
+
 def test_moments_large_layer_cancellation_regression():
     """The case that was 0.5% off: mean 310, std 9.74 over 32,768 coordinates (and the
     stepsize-like fc1 layer of a CNN, mean**2/var ~ 1e3): std now exact to 1e-9."""
     g = torch.Generator().manual_seed(0)
     x = (310.0 + 9.74 * torch.randn(32_768, generator=g)).float()
-    for got, _ in (pipeline(x, x.numel()), segmented_pipeline(x)):
+    for got, _ in (
+        pipeline(x, x.numel()),
+        segmented_pipeline(x),
+        fused_pipeline(x, x.numel(), None),
+    ):
         np.testing.assert_allclose(got[1], x.double().std(unbiased=False).item(), rtol=1e-9)
 
 
