@@ -94,7 +94,7 @@ class Backend(Protocol):
     def mean_square(self, x: Operand) -> Scalar: ...
     def mean(self, x: Operand) -> Scalar: ...
     def amin(self, x: Operand) -> Scalar: ...
-    def nan_to_zero(self, x: Tensor) -> Tensor: ...
+    def nan_to_zero(self, x: Operand) -> Operand: ...
     def rsqrt_mean(self, v: Operand, sqrt_c: Scalar) -> Scalar: ...
     def stack(self, s: Any) -> Scalar: ...
     def unstack(self, s: Scalar) -> Any: ...
@@ -445,6 +445,10 @@ class _Foreach:
         return [xi.amin() for xi in x]
 
     @staticmethod
+    def nan_to_zero(x: list[Tensor]) -> list[Tensor]:
+        return [_Single.nan_to_zero(xi) for xi in x]
+
+    @staticmethod
     def rsqrt_mean(v: list[Tensor], sqrt_c: float) -> list[Tensor]:
         r = torch._foreach_rsqrt(v)
         return [ri.mean(dtype=acc_dtype(ri.dtype)) * sqrt_c for ri in r]
@@ -593,6 +597,11 @@ class _Traced(_Single):
     @staticmethod
     def diff_into(x: Tensor, prev: Tensor) -> Tensor:
         return x - prev
+
+
+def bump_steps(steps: list[Tensor]) -> None:
+    """Add 1 to every step counter (0-d tensors) in one call."""
+    torch._foreach_add_(steps, 1.0)
 
 
 SINGLE = _Single()

@@ -597,7 +597,7 @@ class AdaptiveOptimizer(TrackedOptimizer):
         steps = [st["step"] for st in states]
         keys = [(p.device, p.dtype, int(s)) for p, s in zip(params, steps)]
         for idx in buckets(keys):
-            torch._foreach_add_([steps[i] for i in idx], 1.0)
+            B.bump_steps([steps[i] for i in idx])
             examplewise = self._examplewise_for([params[i] for i in idx])
             plan, baked, traced = self._numbers(group, keys[idx[0]][2] + 1, examplewise)
             device = params[idx[0]].device
