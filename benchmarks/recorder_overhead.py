@@ -2,7 +2,11 @@
 
 Run: ``python benchmarks/recorder_overhead.py [--models mlp,cnn,resnet18,gpt2]
 [--optimizers gradscope-adam,torch-adamw,torch-sgd] [--steps 30] [--repeats 3]
-[--threads 1] [--size-steps 1000] [--reduce eager,compiled]``.
+[--threads 1] [--size-steps 1000] [--reduce eager,compiled] [--clock wall|cpu]``.
+
+``--clock cpu`` times with ``time.process_time`` (this process's CPU time) instead of the
+wall clock: on a shared machine it leaves out the time other processes take the core, so
+the ratios move less with the load (the caches are still shared).
 
 For every model and optimizer it prints
 
@@ -46,6 +50,7 @@ from torch import nn
 
 import gradscope.optim
 from gradscope.record import Recorder
+from gradscope.record import schedules as sched
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models  # benchmarks/ is not a package: found through sys.path
@@ -108,6 +113,9 @@ OPTIMIZERS = {
 }
 
 
+CLOCK = time.perf_counter
+
+
 def run_once(model_name: str, optim: str, kw: dict | None, steps: int, path: Path,
              batch_size: int | None = None) -> dict:  # fmt: skip
     """One training run; per-step times (s), optimizer-step times and the file size."""
@@ -119,15 +127,15 @@ def run_once(model_name: str, optim: str, kw: dict | None, steps: int, path: Pat
     rec = None if kw is None else Recorder(model, opt, path, overwrite=True, **kw)
     total, inner = [], []
     for i in range(steps + 3):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         opt.zero_grad(set_to_none=True)
         loss = loss_of(model(*inputs))
         loss.backward()
         if rec is not None:
             rec.log_loss(loss)
-        t1 = time.perf_counter()
+        t1 = CLOCK()
         opt.step()
-        t2 = time.perf_counter()
+        t2 = CLOCK()
         if i >= 3:  # warm-up: the first recorded step creates the file
             total.append(t2 - t0)
             inner.append(t2 - t1)
@@ -145,6 +153,27 @@ def paired(times: list[float]) -> tuple[float, float]:
     return statistics.median(on), statistics.median(off)
 
 
+def amortised(added: dict[str, float], plain: float, steps: int = 1000) -> float | None:
+    """The defaults' mean step over ``steps`` steps / the plain step, from the modes' costs.
+
+    Summaries every step, histograms on :func:`~gradscope.record.schedules.default_hist`'s
+    steps and subsamples on :func:`~gradscope.record.schedules.default_samples`' (37 and 13
+    of the first 1,000): what a long run with the defaults costs, without the dense start
+    dominating a short benchmark.
+    """
+    if not {"summary", "summary+hist", "all"} <= added.keys():
+        return None
+    hist = sum(map(sched.default_hist(), range(1, steps + 1)))
+    samples = sum(map(sched.default_samples(), range(1, steps + 1)))
+    mean = (
+        plain
+        + added["summary"]
+        + hist / steps * (added["summary+hist"] - added["summary"])
+        + samples / steps * max(added["all"] - added["summary+hist"], 0.0)
+    )
+    return mean / plain
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="mlp,cnn,resnet18,gpt2")
@@ -155,12 +184,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--size-steps", type=int, default=0)
     ap.add_argument("--reduce", default="eager,compiled")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     backends = args.reduce.split(",")
     modes = [f"{m} [{b}]" for m in args.modes.split(",") for b in backends]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
-          f"load average {os.getloadavg()[0]:.2f} at start")  # fmt: skip
+          f"{args.clock} clock, load average {os.getloadavg()[0]:.2f} at start")  # fmt: skip
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         for name in args.models.split(","):
@@ -205,6 +237,11 @@ def main() -> None:
                         f"{med(defaults_mean[b]):.2f} (mean over steps 4-{args.steps + 3})"
                     )
                 print(f"  {med(nbytes) / 1024:.0f} KB per step over {args.steps + 3} steps")
+                for b in backends:
+                    am = amortised({m.split(" [")[0]: med(added[m]) for m in modes
+                                    if m.endswith(f"[{b}]")}, med(plain))  # fmt: skip
+                    if am is not None:
+                        print(f"  defaults [{b}] amortised over 1,000 steps: x plain {am:.2f}")
             if args.size_steps:
                 optim = args.optimizers.split(",")[0]
                 res = run_once(name, optim, {}, args.size_steps, tmp / "s.h5", batch_size=2)

@@ -94,6 +94,7 @@ class Backend(Protocol):
     def mean_square(self, x: Operand) -> Scalar: ...
     def mean(self, x: Operand) -> Scalar: ...
     def amin(self, x: Operand) -> Scalar: ...
+    def nan_to_zero(self, x: Operand) -> Operand: ...
     def rsqrt_mean(self, v: Operand, sqrt_c: Scalar) -> Scalar: ...
     def stack(self, s: Any) -> Scalar: ...
     def unstack(self, s: Scalar) -> Any: ...
@@ -263,6 +264,11 @@ class _Single:
     @staticmethod
     def amin(x: Tensor) -> Tensor:
         return _global(x.amin())
+
+    @staticmethod
+    def nan_to_zero(x: Tensor) -> Tensor:
+        """Replace NaN by 0 in place (x is a fresh temporary; +-inf are kept)."""
+        return x.nan_to_num_(nan=0.0, posinf=torch.inf, neginf=-torch.inf)
 
     @staticmethod
     def rsqrt_mean(v: Tensor, sqrt_c: Scalar) -> Tensor:
@@ -439,6 +445,10 @@ class _Foreach:
         return [xi.amin() for xi in x]
 
     @staticmethod
+    def nan_to_zero(x: list[Tensor]) -> list[Tensor]:
+        return [_Single.nan_to_zero(xi) for xi in x]
+
+    @staticmethod
     def rsqrt_mean(v: list[Tensor], sqrt_c: float) -> list[Tensor]:
         r = torch._foreach_rsqrt(v)
         return [ri.mean(dtype=acc_dtype(ri.dtype)) * sqrt_c for ri in r]
@@ -560,6 +570,15 @@ class _Traced(_Single):
         return x * f + c
 
     @staticmethod
+    def nan_to_zero(x: Tensor) -> Tensor:
+        """Replace NaN by 0 (+-inf are kept), as a comparison inductor vectorizes.
+
+        ``x == x`` is false only for NaN; inductor's CPU code for ``isnan`` and
+        ``nan_to_num`` tests lane by lane, a scalar loop inside every vector iteration.
+        """
+        return torch.where(x == x, x, 0.0)
+
+    @staticmethod
     def stack(s: Tensor) -> Tensor:
         return s
 
@@ -578,6 +597,11 @@ class _Traced(_Single):
     @staticmethod
     def diff_into(x: Tensor, prev: Tensor) -> Tensor:
         return x - prev
+
+
+def bump_steps(steps: list[Tensor]) -> None:
+    """Add 1 to every step counter (0-d tensors) in one call."""
+    torch._foreach_add_(steps, 1.0)
 
 
 SINGLE = _Single()
@@ -615,7 +639,9 @@ def compiled(key: Hashable, make: Callable[[], Callable[..., Any]]) -> Callable[
         fn = make()
         code = fn.__code__.replace(co_name=f"{fn.__code__.co_name}_{next(_SERIAL)}")
         fresh = types.FunctionType(code, fn.__globals__, code.co_name, None, fn.__closure__)
-        out = torch.compile(fresh, fullgraph=True, dynamic=False)
+        # dynamo's guards check every input's shape and stride already; inductor's
+        # own per-input size asserts would check them again on every call
+        out = torch.compile(fresh, fullgraph=True, dynamic=False, options={"size_asserts": False})
         _CACHE[key] = out
         while len(_CACHE) > CACHE_SIZE:
             _CACHE.popitem(last=False)

@@ -469,6 +469,9 @@ class AdaptiveOptimizer(TrackedOptimizer):
             else:
                 path = "foreach" if self._use_foreach(group["foreach"], params) else "single"
             states = [self._init_state(p, group) for p in params]
+            if path == "fused":
+                self._step_fused(group, params, grads, states)
+                continue
             if path == "single":
                 for p, g, st in zip(params, grads, states):
                     self._run(path, group, [p], [g], [st])
@@ -489,18 +492,15 @@ class AdaptiveOptimizer(TrackedOptimizer):
         """The declaration's stepsize piece, or RAdam's where the group asks to rectify."""
         return F.rectified_stepsize if group.get("rectify") else self.stepsize
 
-    def _run(
-        self,
-        path: str,
-        group: dict[str, Any],
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[dict[str, Any]],
-    ) -> None:
-        """Host side of one step for one tensor ("single") or one bucket: numbers, then math."""
-        for st in states:
-            st["step"] += 1
-        t = int(states[0]["step"])
+    def _numbers(
+        self, group: dict[str, Any], t: int, examplewise: tuple[list[Tensor], int] | None
+    ) -> tuple[Plan, dict[str, Any], dict[str, float]]:
+        """The step's structure and numbers at step t: (plan, baked, traced).
+
+        ``traced`` holds the per-step numbers (lr, betas, bias corrections, the stepsize
+        piece's own), ``baked`` the group's other hyperparameters and flags. Computed once
+        per bucket: every tensor of a bucket shares t.
+        """
         beta1, beta2 = group["betas"]
         bc2 = 1.0 - beta2**t
         traced: dict[str, float] = dict(
@@ -516,10 +516,7 @@ class AdaptiveOptimizer(TrackedOptimizer):
         baked: dict[str, Any] = {
             k: group[k] for k in self.defaults if k not in traced and k not in _NOT_BAKED
         }
-        examplewise = self._examplewise_for(params)
-        sq = None
         if examplewise is not None:
-            sq = examplewise[0]
             baked["batch"] = examplewise[1]
         piece = self._stepsize_for(group)
         if piece.host is not None:
@@ -540,17 +537,29 @@ class AdaptiveOptimizer(TrackedOptimizer):
             maximize=bool(group["maximize"]),
             decay=None if not wd else "decoupled" if group["decoupled_weight_decay"] else "coupled",
             amsgrad=bool(group["amsgrad"]),
-            examplewise=sq is not None,
+            examplewise=examplewise is not None,
             track=self._tracking,
         )
+        return plan, baked, traced
+
+    def _run(
+        self,
+        path: str,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[dict[str, Any]],
+    ) -> None:
+        """Host side of one eager step for one tensor ("single") or one foreach part."""
+        for st in states:
+            st["step"] += 1
+        t = int(states[0]["step"])
+        examplewise = self._examplewise_for(params)
+        sq = examplewise[0] if examplewise is not None else None
+        plan, baked, traced = self._numbers(group, t, examplewise)
         ms = [st["exp_avg"] for st in states]
         vs = [st["exp_avg_sq"] for st in states]
         vmaxs = [st["max_exp_avg_sq"] for st in states] if plan.amsgrad else []
-        if path == "fused":
-            out = self._run_fused(plan, baked, traced, params, grads, ms, vs, vmaxs, sq or [])
-            if out is not None:
-                self._keep(params, [o[0] for o in out], [o[1] for o in out])
-            return
         ops = B.FOREACH if path == "foreach" else B.SINGLE
 
         def col(seq: list) -> Any:
@@ -570,39 +579,92 @@ class AdaptiveOptimizer(TrackedOptimizer):
         if res is not None:
             self._keep(params, ops.items(res[0]), ops.items(res[1]))
 
-    @staticmethod
-    def _run_fused(
-        plan: Plan,
-        baked: dict[str, Any],
-        traced: dict[str, float],
+    def _step_fused(
+        self,
+        group: dict[str, Any],
         params: list[Tensor],
         grads: list[Tensor],
-        ms: list[Tensor],
-        vs: list[Tensor],
-        vmaxs: list[Tensor],
-        sqs: list[Tensor],
-    ) -> list[tuple[Tensor, Tensor]] | None:
-        """The bucket as one compiled graph, cached by plan, constants and tensor layout."""
-        device = params[0].device
-        names = tuple(traced)
-        frozen = tuple(sorted(baked.items()))
-        # inductor (torch 2.13) drops in-place writes to 0-d graph inputs: hand 0-d
-        # tensors in as 1-element views (the writes land in the originals), then give
-        # the reported tensors their eager shapes back
+        states: list[dict[str, Any]],
+    ) -> None:
+        """Host side of a fused step: one plan and one number vector per bucket.
+
+        Then one compiled call per part of at most :data:`FUSED_CHUNK` tensors. The host
+        work is what a fused step costs beyond its kernels (a few us per tensor, and tens
+        of us per compiled call for dynamo's guards), so it is done once per bucket, not
+        once per part: one ``torch._foreach_add_`` bumps the step counters, the numbers
+        go to the device as one float64 tensor.
+        """
+        steps = [st["step"] for st in states]
+        keys = [(p.device, p.dtype, int(s)) for p, s in zip(params, steps)]
+        for idx in buckets(keys):
+            B.bump_steps([steps[i] for i in idx])
+            examplewise = self._examplewise_for([params[i] for i in idx])
+            plan, baked, traced = self._numbers(group, keys[idx[0]][2] + 1, examplewise)
+            device = params[idx[0]].device
+            names = tuple(traced)
+            frozen = tuple(sorted(baked.items()))
+            scal = torch.tensor([traced[n] for n in names], dtype=torch.float64, device=device)
+            sq = dict(zip(idx, examplewise[0])) if examplewise is not None else {}
+            for part in _chunks("fused", idx, params):
+                sts = [states[i] for i in part]
+                ps = [params[i] for i in part]
+                out = _run_fused(
+                    plan,
+                    frozen,
+                    names,
+                    scal,
+                    ps,
+                    [grads[i] for i in part],
+                    [st["exp_avg"] for st in sts],
+                    [st["exp_avg_sq"] for st in sts],
+                    [st["max_exp_avg_sq"] for st in sts] if plan.amsgrad else [],
+                    [sq[i] for i in part] if sq else [],
+                )
+                if out is not None:
+                    self._keep(ps, [o[0] for o in out], [o[1] for o in out])
+
+
+def _run_fused(
+    plan: Plan,
+    frozen: tuple,
+    names: tuple[str, ...],
+    scal: Tensor,
+    params: list[Tensor],
+    grads: list[Tensor],
+    ms: list[Tensor],
+    vs: list[Tensor],
+    vmaxs: list[Tensor],
+    sqs: list[Tensor],
+) -> list[tuple[Tensor, Tensor]] | None:
+    """One part of a bucket as one compiled graph, cached by plan, constants and layout.
+
+    The cache key holds the parameters' and gradients' shapes and strides; the state's
+    layout follows from them and the plan (created like the parameter, or 0-d for a
+    layer scalar), and dynamo's own guards on every input catch any other layout (a
+    guard failure recompiles, it never runs a wrong graph).
+    """
+    # inductor (torch 2.13) drops in-place writes to 0-d graph inputs: hand 0-d
+    # tensors in as 1-element views (the writes land in the originals), then give
+    # the reported tensors their eager shapes back
+    layer_v = plan.reduction == "layer_before_ema"
+    layout = tuple((p.shape, p.stride(), g.stride()) for p, g in zip(params, grads))
+    if any(not p.shape for p in params):
         ins = [[_one_d(t) for t in seq] for seq in (params, grads, ms, vs, vmaxs, sqs)]
-        layout = tuple((tuple(t.shape), tuple(t.stride()), t.dtype) for seq in ins for t in seq)
-        key = (plan, frozen, names, str(device), len(params), layout)
-        fn = B.compiled(key, lambda: _make_fused(plan, frozen, names))
-        scal = torch.tensor([traced[n] for n in names], dtype=torch.float64, device=device)
-        out = fn(*ins, scal)
-        if not plan.track:
-            return None
-        shaped = []
-        for (u, d), p, v, v1 in zip(out, params, vs, ins[3]):
-            if u.shape == v1.shape:
-                u = u.view(v.shape)
-            shaped.append((u, d.view(p.shape)))
-        return shaped
+    elif layer_v:
+        ins = [params, grads, ms, [v.view(1) for v in vs], [v.view(1) for v in vmaxs], sqs]
+    else:
+        ins = [params, grads, ms, vs, vmaxs, sqs]
+    key = (plan, frozen, names, str(params[0].device), params[0].dtype, layout)
+    fn = B.compiled(key, lambda: _make_fused(plan, frozen, names))
+    out = fn(*ins, scal)
+    if not plan.track:
+        return None
+    shaped = []
+    for (u, d), p, v, v1 in zip(out, params, vs, ins[3]):
+        if u.shape == v1.shape:
+            u = u.view(v.shape)
+        shaped.append((u, d.view(p.shape)))
+    return shaped
 
 
 def _one_d(t: Tensor) -> Tensor:

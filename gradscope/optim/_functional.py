@@ -133,8 +133,10 @@ def _adam(ops: Backend, v: Operand, m: Operand, hp: dict) -> Step:
 
     Folding sqrt(bc2) into c saves a pass over the denominator.
     """
-    c = hp["sqrt_bc2"]
-    return Step(d=ops.sqrt_add(v, hp["eps_out"] * c), u=None, c=c)
+    c, eps = hp["sqrt_bc2"], hp["eps_out"]
+    # a python 0 (no outer eps) stays 0: with a traced c, 0 * c would be one more op
+    zero = isinstance(eps, float | int) and eps == 0
+    return Step(d=ops.sqrt_add(v, 0.0 if zero else eps * c), u=None, c=c)
 
 
 def rectification(beta2: float, t: int) -> float:
@@ -169,17 +171,25 @@ def set_transform(ops: Backend, v: Operand, bc2: Scalar, eps: Scalar, tau: float
 
     S: v~ = cos^2(v, 1) v with cos^2 = (sum v)^2 / (d sum v^2)  (0 when v == 0);
     E: w = sqrt(v~ / bc2 + eps);   T: w~ = w - tau min_i w_i.
+
+    ``min_i w_i`` is w evaluated at ``min_i v_i``: each rounded step of
+    ``v -> sqrt(f v + eps)`` (f >= 0) is monotone, so the minimum of the computed w is
+    the computed w of the minimum (to the last bit where a kernel contracts f v + eps
+    into one fused multiply-add and the scalar evaluation does not). One pass over v
+    then gives sum, sum of squares and minimum together; a minimum over w would need a
+    pass of its own (the fused step had three passes over memory, now two).
     """
-    factors = [
-        _ratio(s * s, q * (x.numel() * bc2))
-        for x, s, q in zip(
-            ops.items(v), ops.items(ops.stack(ops.sum(v))), ops.items(ops.stack(ops.sumsq(v)))
-        )
-    ]
-    w = ops.scale_add(v, factors if ops.foreach else factors[0], eps)  # cos^2 v / bc2 + eps
+    vs = ops.items(v)
+    sums = ops.items(ops.stack(ops.sum(v)))
+    sumsqs = ops.items(ops.stack(ops.sumsq(v)))
+    factors = [_ratio(s * s, q * (x.numel() * bc2)) for x, s, q in zip(vs, sums, sumsqs)]
+    f = factors if ops.foreach else factors[0]
+    w = ops.scale_add(v, f, eps)  # cos^2 v / bc2 + eps
     ops.sqrt_(w)
     if tau:
-        ops.sub_scalars_(w, [tau * mi for mi in ops.items(ops.amin(w))])
+        wmin = ops.scale_add(ops.amin(v), f, eps)
+        ops.sqrt_(wmin)
+        ops.sub_scalars_(w, [tau * mi for mi in ops.items(wmin)])
     return w
 
 
@@ -239,7 +249,7 @@ def msvag_factor(ops: Backend, v: Operand, m: Operand, bc: Scalar, k: Scalar) ->
         mf, vf = mi.to(dt), vi.to(dt)
         den = vf * (k * bc)
         e.addcmul_(den, mf, mf, 1.0 - k)
-        gamma = (mf * mf).div_(den).clamp_(0.0, 1.0).nan_to_num_(nan=0.0)
+        gamma = e.nan_to_zero((mf * mf).div_(den).clamp_(0.0, 1.0))
         out.append(gamma.to(mi.dtype))
     return out if ops.foreach else out[0]
 

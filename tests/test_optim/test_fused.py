@@ -101,6 +101,37 @@ def test_fused_untracked_equals_tracked_and_never_recompiles():
     assert B.compiled_count() - before <= 1  # the untracked graph, once
 
 
+def test_fused_schedules_that_change_every_step_never_recompile():
+    """lr, betas and weight decay moved every step (and t growing) are graph inputs: after
+    the first step, no frame is compiled again, and every step equals the per-tensor one."""
+    from torch._dynamo.utils import counters
+
+    cfg = dict(lr=0.05, betas=(0.8, 0.95), eps=1e-3, k=2, weight_decay=0.1)
+    grads = grad_sequence(seed=4)
+    runs = {}
+    for fused in (False, True):
+        params = [p.requires_grad_() for p in make_params()]
+        opt = O.Aida(params, **cfg, fused=fused)
+        xs = []
+        for t, step in enumerate(grads):
+            for p, g in zip(params, step):
+                p.grad = torch.as_tensor(g).reshape(p.shape)
+            for group in opt.param_groups:
+                group["lr"] = 0.05 * 0.7**t
+                group["betas"] = (0.8 + 0.01 * t, 0.95 - 0.01 * t)
+                group["weight_decay"] = 0.1 / (1 + t)
+            if t == 1:
+                frames = counters["frames"]["ok"]
+            opt.step()
+            xs.append([p.detach().clone() for p in params])
+        if fused:
+            assert counters["frames"]["ok"] == frames  # steps 2..8 compiled nothing
+        runs[fused] = xs
+    for a, b in zip(runs[False], runs[True]):
+        for x, y in zip(a, b):
+            torch.testing.assert_close(y, x, rtol=1e-12, atol=1e-14)
+
+
 def test_fused_state_dict_round_trips_with_the_eager_paths():
     """A checkpoint written by one backend continues on another to float rounding."""
     cfg = dict(lr=0.05, betas=(0.8, 0.95), eps=1e-3, amsgrad=True, weight_decay=0.1)
