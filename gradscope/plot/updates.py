@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -121,15 +121,19 @@ def draw_update_moments(
     *,
     named: Sequence[str] | None = None,
     ax: Sequence[Axes] | None = None,
+    colors: Sequence[Any] | None = None,
 ) -> Figure:
     """Var(z) t_eff and Var|z| t_eff against t beside Corollaries 1 and 2 (z = -update/lr).
 
     Draws the layers in ``named`` (default every layer), each named in the legend; several
-    runs: every drawn layer of a run in the run's colour, and a legend of runs.
+    runs, or ``colors`` given (a comparison where some runs have no such moments): every
+    drawn layer of a run in the run's colour (``colors[r]``, default the palette), and a
+    legend of runs.
     """
     runs = [moments] if isinstance(moments, UpdateMoments) else list(moments)
     names = list(labels) if labels else [f"run {i + 1}" for i in range(len(runs))]
-    multi = len(runs) > 1
+    multi = len(runs) > 1 or colors is not None
+    run_colors = list(colors) if colors is not None else palette(len(runs))
     if ax is None:
         fig, grid = figure(1, 2, width=5.2)
         ax = [grid[0, 0], grid[0, 1]]
@@ -137,7 +141,7 @@ def draw_update_moments(
     panels = np.array([list(ax)], dtype=object)
     for r, m in enumerate(runs):
         shown = [i for i, x in enumerate(m.layers) if named is None or x in named]
-        cols = palette(len(shown)) if not multi else [palette(len(runs))[r]] * len(shown)
+        cols = palette(len(shown)) if not multi else [run_colors[r]] * len(shown)
         for c, i in zip(cols, shown):
             lab = m.layers[i] if (len(shown) <= 12 and not multi) else None
             panels[0, 0].plot(m.steps, m.scaled_var[:, i], color=c, lw=1, label=lab)
@@ -163,7 +167,7 @@ def draw_update_moments(
     panels[0, 0].legend(fontsize="x-small")
     panels[0, 1].legend(fontsize="x-small")
     if multi:
-        run_legend(fig, names, palette(len(runs)))
+        run_legend(fig, names, run_colors)
     return fig
 
 

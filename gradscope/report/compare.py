@@ -6,7 +6,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +141,7 @@ def compare_runs(
     from gradscope.report.html import render_report
 
     # the same sections as a single run's report, each drawn with every run that has it
-    ctx = SEC.context(analyses[0])
+    ctx = replace(SEC.context(analyses[0]), runs=tuple(labels))
     jobs = []
     for sec in SEC.sections():
         caption = sec.compare_caption(ctx)

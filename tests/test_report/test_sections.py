@@ -194,3 +194,33 @@ def test_run_meta_parses_once_and_tolerates_junk():
         3,
     )
     assert RunMeta.parse(None) == RunMeta()
+
+
+def test_compare_moments_keep_each_runs_colour_when_some_runs_lack_them():
+    """In a comparison of three runs where only the second has update moments, the moments
+    figure draws that run in the colour it has in every other figure (palette index 1 of
+    3), with a legend of runs naming it, not one colour per layer (which the caption would
+    contradict)."""
+    from matplotlib.colors import to_hex
+
+    from gradscope.plot.style import palette
+    from gradscope.report.sections.updates import MOMENTS
+
+    steps = np.array([2.0, 3.0, 10.0])
+    rec = A.UpdateMoments(
+        layers=("fc1.weight", "fc2.weight"),
+        steps=steps,
+        scaled_var=np.ones((3, 2)),
+        scaled_var_abs=np.full((3, 2), 0.3),
+        theory_var=np.ones(3),
+        theory_var_abs=np.full(3, 0.36),
+    )
+    ctx = SEC.Context(A.named_layers(rec.layers, None), "", runs=("a", "b", "c"))
+    fig = MOMENTS.draw_compare([rec], ["b"], ctx)
+    want = to_hex(palette(3)[1])
+    for ax in fig.axes[:2]:
+        data = [ln for ln in ax.get_lines() if ln.get_linestyle() != "--"]
+        assert len(data) == 2 and {to_hex(ln.get_color()) for ln in data} == {want}
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["b"]
+    assert "left out" in MOMENTS.compare_caption(ctx)

@@ -52,6 +52,8 @@ class Context:
     named: A.NamedLayers
     #: the caption sentence stating that rule
     rule: str
+    #: a comparison's runs, in order (their colours are ``palette(len(runs))``)
+    runs: tuple[str, ...] = ()
 
 
 def context(an: RunAnalysis) -> Context:

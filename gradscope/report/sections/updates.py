@@ -177,10 +177,11 @@ class Moments(Section):
     def compare_caption(self, ctx: Context) -> str:
         """Every named layer of a run in its colour."""
         return (
-            "One colour per run (legend of runs above the panels). Var(z)·t_eff and "
-            "Var|z|·t_eff of the normalised update "
-            "z = -update/lr, every named layer of a run in its colour, beside Corollaries 1 "
-            "and 2 (dashed). " + ctx.rule + " Each panel is one layer; each colour one run."
+            "One colour per run, the one it has in the other figures (legend of runs above "
+            "the panels); runs without these moments (no subsampled updates, or an optimizer "
+            "the corollaries do not describe) are left out. Var(z)·t_eff and Var|z|·t_eff of "
+            "the normalised update z = -update/lr, every named layer of a run in its colour, "
+            "beside Corollaries 1 and 2 (dashed). " + ctx.rule
         )
 
     def draw_compare(
@@ -188,8 +189,11 @@ class Moments(Section):
     ) -> Figure:
         """The runs overlaid."""
         from gradscope.plot import updates as pu
+        from gradscope.plot.style import palette
 
-        return pu.draw_update_moments(list(records), labels, named=ctx.named.names)
+        every = list(ctx.runs) or list(labels)
+        colors = [palette(len(every))[every.index(lab)] for lab in labels]
+        return pu.draw_update_moments(list(records), labels, named=ctx.named.names, colors=colors)
 
 
 FITS = Fits()
