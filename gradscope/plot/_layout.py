@@ -225,6 +225,9 @@ class _Room:
 
     def __init__(self) -> None:
         self.left = self.right = self.bottom = self.top = 0.0
+        #: points of tick labels above the panel (its own and a secondary x axis'), under
+        #: the title
+        self.labels_above = 0.0
 
 
 def _room(ax: Any, children: Iterable[Any]) -> _Room:
@@ -255,6 +258,7 @@ def _room(ax: Any, children: Iterable[Any]) -> _Room:
         top = d2
         r.top = max(r.top, top)
         r.bottom = max(r.bottom, d1)
+    r.labels_above = max(x2, max((_tick_room(c.xaxis)[1] for c in children), default=0.0))
     title = ax.title
     if title.get_text() and title.get_visible():
         th = _size_pt(title.get_text(), title.get_fontproperties())[1]
@@ -364,6 +368,10 @@ def arrange(fig: Figure, bars: Iterable[tuple[Axes, _Below]] = ()) -> None:
         boxes = _place(panels, rooms, gs, W, H, top_band)
     for ax, (x0, y0, x1, y1) in boxes.items():
         ax.set_position(Bbox.from_extents(x0 / W, y0 / H, x1 / W, y1 / H))
+        # the title goes above the labels over the panel, placed here (the theme turns
+        # off matplotlib's own placement, which measures every tick label at each draw)
+        above = rooms[ax].labels_above
+        ax.title.set_y(1.0 + above / (72.0 * (y1 - y0)) if above and y1 > y0 else 1.0)
 
 
 def _wrap(text: Any, length: float) -> float:

@@ -120,9 +120,15 @@ def palette(n: int) -> list[tuple[float, float, float]]:
 
 @contextlib.contextmanager
 def theme() -> Iterator[None]:
-    """Seaborn's whitegrid theme and the colour-blind palette, for this block only."""
+    """Seaborn's whitegrid theme and the colour-blind palette, for this block only.
+
+    Titles are placed by :class:`~gradscope.plot._layout.GridLayout`, not by matplotlib.
+    """
     rc = dict(THEME)
     rc["axes.prop_cycle"] = cycler(color=palette(10))
+    # titles at a fixed height (GridLayout lifts one over labels above its panel): left
+    # to matplotlib (None), each draw measures every tick label of a panel to place it
+    rc["axes.titley"] = 1.0
     # seaborn's style dicts are typed with plain str keys; they are matplotlib rc keys
     with matplotlib.rc_context(cast("dict[RcKeyType, Any]", rc)):
         yield

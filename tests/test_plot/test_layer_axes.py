@@ -259,3 +259,28 @@ def test_step_length_and_examplewise_heatmaps_scale(n):
             assert assert_panels_apart(fig) >= 4
             shown = _labels(heat.yaxis)
             assert len(shown) == n if n == 6 else len(shown) >= min(n // 3, 40)
+
+
+@pytest.mark.parametrize("n", [6, 62, 300])
+def test_titles_clear_the_labels_above_their_panel(n):
+    """Titles are placed by the layout, not by matplotlib: every visible title sits above
+    its panel and above the tick labels drawn over the panel (the depth profile's module
+    names on its top axis), and within the figure."""
+    names = NAMES[n]
+    with style.theme():
+        fig = ps.draw_stepsize_profile(_profile(names), named=A.named_layers(names))
+        style.png_bytes(fig)
+        fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    lifted = 0
+    for ax in fig.axes:
+        if not ax.get_title():
+            continue
+        title = ax.title.get_window_extent(renderer)
+        tops = [ax.get_window_extent(renderer).y1]
+        for child in ax.child_axes:
+            tops += [t.get_window_extent(renderer).y1 for t in _labels(child.xaxis)]
+        assert title.y0 >= max(tops) - 0.5, ax.get_title()
+        assert title.y1 <= fig.bbox.y1 + 0.5
+        lifted += len(tops) > 1
+    assert lifted >= 1  # the depth profile has module names above it
