@@ -577,13 +577,8 @@ class ShardedRecording:
             q: [None if v is None else self._size(rec, c, v) for c, v in enumerate(values[q])]
             for q in qs
         }
-        parts: list[torch.Tensor] = []
-        sizes: list[tuple[str, str, int]] = []
-
-        def put(kind: str, q: str, t: torch.Tensor) -> None:
-            parts.append(t.reshape(-1).to(torch.float64))
-            sizes.append((kind, q, t.numel()))
-
+        batch = sm.HostBatch()
+        put = batch.put
         f64 = {"dtype": torch.float64, "device": device}
         if plan.summary:
             for q in qs:
@@ -624,14 +619,8 @@ class ShardedRecording:
                     else:
                         cols.append(sm.gather(_local(v), li))
                 put("samples", q, torch.cat(cols) if cols else torch.zeros(0, device=device))
-        host = torch.cat(parts).cpu().numpy() if parts else np.zeros(0)  # one local copy
-        out: dict[str, dict[str, np.ndarray]] = {}
-        pos = 0
-        for kind, q, k in sizes:
-            out.setdefault(kind, {})[q] = host[pos : pos + k]
-            pos += k
         self._local_items = local
-        return out
+        return batch.fetch()  # one local copy
 
     def _dots(self, q: str, items: list[Any], device: torch.device) -> torch.Tensor:
         """This rank's part of each layer's inner product with its previous recorded value."""

@@ -178,8 +178,7 @@ class Recorder:
         if full_every is None:
             self.full_quantities = ()
         self._cosine = cosine
-        if reduce not in ("auto", "eager", "compiled"):
-            raise ValueError(f"reduce must be 'auto', 'eager' or 'compiled', got {reduce!r}")
+        red.check_backend(reduce)  # at construction, not at the first recorded step
         self._reduce: red.Backend = reduce
         self.reducer: red.StepReducer | None = None
         self.cosine_quantities: tuple[str, ...] = ()

@@ -115,6 +115,12 @@ class StepSummary:
     loss: float
 
 
+def check_backend(backend: str) -> None:
+    """Raise ``ValueError`` unless ``backend`` is ``"auto"``, ``"eager"`` or ``"compiled"``."""
+    if backend not in ("auto", "eager", "compiled"):
+        raise ValueError(f"reduce must be 'auto', 'eager' or 'compiled', got {backend!r}")
+
+
 def resolve_backend(backend: Backend, n: Sequence[int], device: torch.device) -> bool:
     """Whether the large layers take the compiled kernel (see :data:`AUTO_COMPILE_MIN`).
 
@@ -123,8 +129,7 @@ def resolve_backend(backend: Backend, n: Sequence[int], device: torch.device) ->
     are big enough for the compile to pay and the compile works here (inductor needs a C++
     compiler; without one the eager path is used and a warning says why).
     """
-    if backend not in ("auto", "eager", "compiled"):
-        raise ValueError(f"reduce must be 'auto', 'eager' or 'compiled', got {backend!r}")
+    check_backend(backend)
     if backend == "eager":
         return False
     if backend == "compiled":
@@ -223,13 +228,8 @@ class StepReducer:
             ``{kind: {quantity: float64 array}}`` with kinds ``raw``, ``dot``, ``hist``,
             ``zeros``, ``epsdom``, ``loss``, ``samples`` and those of ``extra``.
         """
-        parts: list[torch.Tensor] = []
-        sizes: list[tuple[str, str, int]] = []
-
-        def put(kind: str, q: str, t: torch.Tensor) -> None:
-            parts.append(t.reshape(-1).to(torch.float64))
-            sizes.append((kind, q, t.numel()))
-
+        batch = sm.HostBatch()
+        put = batch.put
         lay = self.layout
         if plan.summary:
             flats: dict[str, torch.Tensor] = {}  # the small layers of a quantity, end to end
@@ -261,14 +261,7 @@ class StepReducer:
                     for v, ix in zip(values[q], self._sample_idx)
                 ]
                 put("samples", q, torch.cat(cols))
-
-        host = torch.cat(parts).cpu().numpy() if parts else np.zeros(0)  # the one transfer
-        out: dict[str, dict[str, np.ndarray]] = {}
-        pos = 0
-        for kind, q, k in sizes:
-            out.setdefault(kind, {})[q] = host[pos : pos + k]
-            pos += k
-        return out
+        return batch.fetch()  # the one transfer
 
     def _moments(
         self, q: str, vals: Sequence[torch.Tensor | None], qn: Sequence[int]

@@ -502,6 +502,33 @@ def gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.detach().reshape(-1).index_select(0, index).to(torch.float32)
 
 
+class HostBatch:
+    """Device results of one recorded step, brought to the host in one copy.
+
+    :meth:`put` queues a tensor under a kind and a name (flattened, as float64);
+    :meth:`fetch` concatenates everything, copies it once and splits it back.
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[torch.Tensor] = []
+        self._sizes: list[tuple[str, str, int]] = []
+
+    def put(self, kind: str, name: str, t: torch.Tensor) -> None:
+        """Queue ``t`` as ``out[kind][name]`` of :meth:`fetch`."""
+        self._parts.append(t.reshape(-1).to(torch.float64))
+        self._sizes.append((kind, name, t.numel()))
+
+    def fetch(self) -> dict[str, dict[str, np.ndarray]]:
+        """``{kind: {name: float64 array}}``: the one device-to-host copy, split back."""
+        host = torch.cat(self._parts).cpu().numpy() if self._parts else np.zeros(0)
+        out: dict[str, dict[str, np.ndarray]] = {}
+        pos = 0
+        for kind, name, k in self._sizes:
+            out.setdefault(kind, {})[name] = host[pos : pos + k]
+            pos += k
+        return out
+
+
 def stack_rows(
     rows: Sequence[torch.Tensor | None], width: int, device: torch.device
 ) -> torch.Tensor:
