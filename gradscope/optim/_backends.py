@@ -600,7 +600,11 @@ class _Traced(_Single):
 
 
 def bump_steps(steps: list[Tensor]) -> None:
-    """Add 1 to every step counter (0-d tensors) in one call."""
+    """Add 1 to every step counter (0-d tensors) in one call.
+
+    Used by a fused graph whose counters live on another device (a CPU graph bumps them
+    itself).
+    """
     torch._foreach_add_(steps, 1.0)
 
 

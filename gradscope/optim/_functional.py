@@ -206,26 +206,34 @@ def _set(ops: Backend, v: Operand, m: Operand, hp: dict) -> Step:
 
 
 def _eve_host(hp: dict, t: int) -> tuple[dict[str, float], dict[str, Any]]:
-    return {"batch": float(hp["batch"])}, {"batched": hp["batch"] > 1}
+    b = hp["batch"]
+    c = math.sqrt(hp["bc2"] * b)
+    k = hp["bc2"] * (b - 1) / (hp["bc1"] * hp["bc1"])
+    return {"batch": float(b), "eve_c": c, "eve_k": k}, {"batched": b > 1}
 
 
 def eve_denominator(
-    ops: Backend, v: Operand, m: Operand, bc1: Scalar, bc2: Scalar, eps: Scalar, hp: dict
+    ops: Backend, v: Operand, m: Operand, c: Scalar, k: Scalar, eps: Scalar, hp: dict
 ) -> Operand:
-    """Eve's batch-variance-corrected denominator (Kunze et al., eq. 7).
+    """Eve's batch-variance-corrected denominator (Kunze et al., eq. 7), times c.
 
-    v_hat <- v_hat / B + (1 - 1/B) m_hat^2, then d = sqrt(v_hat) + eps. B = 1 is Adam.
-    ``hp`` holds B (``batch``) and whether B > 1 (``batched``).
+    v_hat = v / (bc2 B) + (1 - 1/B) m_hat^2 and d = sqrt(v_hat) + eps, with B = ``batch``;
+    B = 1 is Adam. Scaled by c = sqrt(bc2 B) this is sqrt(v + k m^2) + eps c with
+    k = bc2 (B - 1) / bc1^2 (the host computes c and k per step), so the caller applies
+    c / (returned), as Adam's piece does: no division of v per element, and for B = 1 the
+    same single pass as Adam. ``hp['batched']`` says whether B > 1.
     """
-    batch = hp["batch"]
-    vh = ops.div(v, bc2 * batch)
+    w = v
     if hp["batched"]:
-        ops.addcmul_(vh, m, m, (1.0 - 1.0 / batch) / (bc1 * bc1))
-    return ops.sqrt_add(vh, eps)
+        w = ops.clone(v)
+        ops.addcmul_(w, m, m, k)
+    zero = isinstance(eps, float | int) and eps == 0
+    return ops.sqrt_add(w, 0.0 if zero else eps * c)
 
 
 def _eve(ops: Backend, v: Operand, m: Operand, hp: dict) -> Step:
-    return Step(d=eve_denominator(ops, v, m, hp["bc1"], hp["bc2"], hp["eps_out"], hp), u=None)
+    c = hp["eve_c"]
+    return Step(d=eve_denominator(ops, v, m, c, hp["eve_k"], hp["eps_out"], hp), u=None, c=c)
 
 
 def _msvag_host(hp: dict, t: int) -> tuple[dict[str, float], dict[str, Any]]:
