@@ -15,9 +15,10 @@ def test_parts_hold_at_most_the_cpu_limit_a_larger_tensor_alone():
     assert _core.CPU_FOREACH_NUMEL == 262_144
     # 300k alone; 10 + 100k + 100k = 200,010 fits; + 70k would pass 262,144
     assert _core._chunks("foreach", [0, 1, 2, 3, 4], params) == [[0], [1, 2, 3], [4]]
-    assert _core._chunks("fused", list(range(20)), [torch.empty(1)] * 20) == [
-        list(range(16)),
-        [16, 17, 18, 19],
+    assert _core.FUSED_CHUNK == 64
+    assert _core._chunks("fused", list(range(70)), [torch.empty(1)] * 70) == [
+        list(range(64)),
+        list(range(64, 70)),
     ]
 
 

@@ -208,6 +208,36 @@ def test_fused_skips_none_grads_and_steps_mixed_shapes_in_one_bucket():
         torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-15)
 
 
+def test_fused_bucket_in_parts_equals_the_per_tensor_path_and_counts_steps(monkeypatch):
+    """A bucket larger than FUSED_CHUNK runs as several graphs (here two of two tensors):
+    every step equals the per-tensor one, each graph bumps its own step counters (no
+    host bump), and after the first step nothing is compiled again."""
+    from torch._dynamo.utils import counters
+
+    from gradscope.optim import _core as C
+
+    monkeypatch.setattr(C, "FUSED_CHUNK", 2)
+    cfg = dict(lr=0.05, betas=(0.8, 0.95), eps=1e-3, weight_decay=0.1)
+    grads = grad_sequence(seed=6)
+    monkeypatch.setattr(B, "bump_steps", lambda steps: pytest.fail("host bump on CPU"))
+    results = []
+    for fused in (False, True):
+        params = [p.requires_grad_() for p in make_params()]
+        opt = O.Adam(params, **cfg, fused=fused)
+        for t, step in enumerate(grads):
+            for p, g in zip(params, step):
+                p.grad = torch.as_tensor(g).reshape(p.shape)
+            if t == 1:
+                frames = counters["frames"]["ok"]
+            opt.step()
+            assert [int(opt.state[p]["step"]) for p in params] == [t + 1] * 4
+        if fused:
+            assert counters["frames"]["ok"] == frames
+        results.append([p.detach().clone() for p in params])
+    for a, b in zip(*results):
+        torch.testing.assert_close(b, a, rtol=1e-13, atol=1e-15)
+
+
 def test_fused_without_a_cpp_compiler_says_what_to_do(monkeypatch):
     from torch._inductor import cpp_builder, exc
 
