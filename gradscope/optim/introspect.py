@@ -31,16 +31,18 @@ def supports(optimizer: torch.optim.Optimizer) -> bool:
     return isinstance(optimizer, torch.optim.Optimizer)
 
 
-def track(optimizer: torch.optim.Optimizer, enabled: bool = True) -> None:
+def track(optimizer: torch.optim.Optimizer, enabled: bool = True, *, reuse: bool = False) -> None:
     """Keep (or stop keeping) stepsize and update on the following steps.
 
     gradscope's optimizers keep them from their own step; for torch's and any other
-    optimizer see :func:`gradscope.optim.torch_adapters.track`.
+    optimizer see :func:`gradscope.optim.torch_adapters.track`, which also says what
+    ``reuse`` (buffers kept from step to step, reports valid until the next tracked
+    step) means; gradscope's own optimizers ignore it.
     """
     if isinstance(optimizer, TrackedOptimizer):
         optimizer.track(enabled)
     elif supports(optimizer):
-        TA.track(optimizer, enabled)
+        TA.track(optimizer, enabled, reuse=reuse)
     else:
         raise TA.unsupported(optimizer)
 
