@@ -35,12 +35,13 @@ def track(optimizer: torch.optim.Optimizer, enabled: bool = True, *, reuse: bool
     """Keep (or stop keeping) stepsize and update on the following steps.
 
     gradscope's optimizers keep them from their own step; for torch's and any other
-    optimizer see :func:`gradscope.optim.torch_adapters.track`, which also says what
-    ``reuse`` (buffers kept from step to step, reports valid until the next tracked
-    step) means; gradscope's own optimizers ignore it.
+    optimizer see :func:`gradscope.optim.torch_adapters.track`. ``reuse=True`` keeps the
+    step's copies (and a torch optimizer's stepsizes) in buffers reused from step to
+    step: no parameter-sized allocation per step, and reports valid until the next
+    tracked step (:meth:`TrackedOptimizer.track`, :func:`torch_adapters.track`).
     """
     if isinstance(optimizer, TrackedOptimizer):
-        optimizer.track(enabled)
+        optimizer.track(enabled, reuse=reuse)
     elif supports(optimizer):
         TA.track(optimizer, enabled, reuse=reuse)
     else:

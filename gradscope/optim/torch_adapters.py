@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from gradscope.errors import UnsupportedOptimizerError
-from gradscope.optim._core import NotTrackedError, ParamStep
+from gradscope.optim._core import NotTrackedError, ParamStep, kept_like
 
 __all__ = [
     "OptimizerFacts",
@@ -120,7 +120,7 @@ class _Snapshot:
                     if p.grad is None:
                         continue  # torch's step skips it
                     if self.reuse:
-                        buf = _kept_like(self.kept, p, p)
+                        buf = kept_like(self.kept, p, p)
                         kept[p] = buf.copy_(p.detach())
                         self.prev[p] = buf
                     else:
@@ -134,7 +134,7 @@ class _Snapshot:
 
     def buffer_u(self, p: Tensor, like: Tensor) -> Tensor | None:
         """A kept buffer for ``p``'s stepsize shaped like ``like`` (``None``: no reuse)."""
-        return _kept_like(self.kept_u, p, like) if self.reuse else None
+        return kept_like(self.kept_u, p, like) if self.reuse else None
 
     def update(self, p: Tensor) -> Tensor:
         """``x_t - x_{t-1}``: into the copy itself with reuse, else a new tensor."""
@@ -142,19 +142,6 @@ class _Snapshot:
         if self.reuse:
             return torch.sub(p.detach(), prev, out=prev)
         return p.detach() - prev
-
-
-def _kept_like(kept: dict[Tensor, Tensor], key: Tensor, like: Tensor) -> Tensor:
-    buf = kept.get(key)
-    if (
-        buf is None
-        or buf.shape != like.shape
-        or buf.dtype != like.dtype
-        or buf.device != like.device
-        or buf.stride() != like.stride()
-    ):
-        buf = kept[key] = torch.empty_like(like)
-    return buf
 
 
 _SNAPSHOTS: weakref.WeakKeyDictionary[torch.optim.Optimizer, _Snapshot] = (

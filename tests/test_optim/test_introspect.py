@@ -166,3 +166,33 @@ def test_kept_buffers_give_the_fresh_reports_and_allocate_nothing_per_step(cls, 
     first = introspect.last_step(kept)[0].update
     kept.step()
     assert first.data_ptr() != introspect.last_step(kept)[0].update.data_ptr()
+
+
+@pytest.mark.parametrize(("info", "cfg"), CASES, ids=CASE_IDS)
+def test_gradscope_kept_update_buffers_change_nothing(info, cfg):
+    """track(reuse=True): the per-tensor step writes x_prev and then the update into a kept
+    buffer; the trajectory and every report are bit for bit those of fresh copies."""
+    fresh_p = [p.requires_grad_() for p in make_params()]
+    kept_p = [p.detach().clone().requires_grad_() for p in fresh_p]
+    fresh, kept = info.cls(fresh_p, **cfg), info.cls(kept_p, **cfg)
+    introspect.track(fresh)
+    introspect.track(kept, reuse=True)
+    ptrs = None
+    for step in grad_sequence(steps=4):
+        for ps, opt in ((fresh_p, fresh), (kept_p, kept)):
+            for p, g in zip(ps, step):
+                p.grad = torch.as_tensor(g).reshape(p.shape).clone()
+            if info.examplewise:
+                opt.set_examplewise({p: p.grad**2 * 2 for p in ps}, 2)
+            opt.step()
+        a, b = introspect.last_step(fresh), introspect.last_step(kept)
+        assert len(a) == len(b) == len(kept_p)
+        for ra, rb in zip(a, b):
+            assert torch.equal(ra.param, rb.param)
+            assert torch.equal(ra.update, rb.update) and torch.equal(ra.stepsize, rb.stepsize)
+        now = [r.update.data_ptr() for r in b]
+        if ptrs is not None and not any(
+            g.get("fused") or g.get("foreach") for g in kept.param_groups
+        ):
+            assert now == ptrs  # the per-tensor path wrote into the kept buffers
+        ptrs = now
