@@ -196,7 +196,7 @@ class Fromage(TrackedOptimizer):
                 nx, ng = B.SINGLE.sumsq(p).sqrt(), B.SINGLE.sumsq(g).sqrt()
                 ratio = torch.where((nx > 0) & (ng > 0), nx / ng.clamp_min(1e-300), 1.0)
                 p.add_(g * ratio.to(p.dtype), alpha=-lr).mul_(shrink)
-                if self._tracking:
+                if x_prev is not None:
                     self._keep([p], [ratio * shrink], [B.SINGLE.diff_into(p, x_prev)])
         return loss
 
