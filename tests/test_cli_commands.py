@@ -169,12 +169,16 @@ def test_analyze_calls_build_exactly(files, monkeypatch, tmp_path):
             "2:4",
             "-f",
             "pdf",
+            "-j",
+            "3",
         ],
     )
     assert seen["args"] == (files["good"], tmp_path)
     kw = dict(seen["kw"])
     assert callable(kw.pop("progress"))
-    assert kw == {"layers": ["in.w", "out.w"], "steps": (2, 4), "formats": ("pdf",)}
+    assert kw == {"layers": ["in.w", "out.w"], "steps": (2, 4), "formats": ("pdf",), "jobs": 3}
+    r = runner.invoke(app, ["analyze", str(files["good"]), "-o", str(tmp_path), "-j", "0"])
+    assert r.exit_code == 2 and "Invalid value for '--jobs'" in r.output
 
 
 def test_analyze_writes_report_and_summary(files, tmp_path):
@@ -264,7 +268,7 @@ def test_compare_calls_library_exactly(files, monkeypatch, tmp_path):
     kw = dict(seen["kw"])
     assert callable(kw.pop("progress"))
     assert seen["paths"] == [files["good"], files["other"]] and seen["out"] == tmp_path
-    assert kw == {"steps": (3, None), "formats": ("png",)}
+    assert kw == {"steps": (3, None), "formats": ("png",), "jobs": None}
 
 
 def test_help_lists_commands():
@@ -312,7 +316,7 @@ def test_analyze_profile_prints_where_time_went(files, tmp_path):
     r = runner.invoke(app, ["analyze", str(files["good"]), "-o", str(tmp_path), "--profile"])
     assert r.exit_code == 0, r.output
     line = next(x for x in r.output.splitlines() if x.startswith("time: "))
-    for stage in ("analysis", "draw figures", "render png", "html and summary"):
+    for stage in ("analysis", "draw figures", "render figures", "html and summary"):
         assert f"{stage} " in line
     # the stages add up to the total printed first
     total = float(line.split()[1])

@@ -74,6 +74,18 @@ def run_stem(path: Path) -> str:
     return names.run_stem(path)
 
 
+Jobs = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs",
+        "-j",
+        min=1,
+        help="Worker processes for the update fits and figure renders; 1 runs everything "
+        "in one process (the report is the same) [default: one per core, at most 8].",
+    ),
+]
+
+
 def analyze(
     paths: Annotated[
         list[Path],
@@ -131,6 +143,7 @@ def analyze(
             help="Print where the time went (analysis, drawing, rendering each format, HTML).",
         ),
     ] = False,
+    jobs: Jobs = None,
 ) -> None:
     """Analyse a run: stepsizes, randomness tests, update laws; write an HTML report."""
     from gradscope.cli._render import progress_bar, render_report_summary
@@ -161,6 +174,7 @@ def analyze(
             steps=parse_steps(steps),
             formats=tuple(formats) if formats else ("png",),
             progress=advance,
+            jobs=jobs,
             **fit,
         )
     render_report_summary(report)

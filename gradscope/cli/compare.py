@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from gradscope.cli._errors import check_run_files, user_errors
+from gradscope.cli.analyze import Jobs
 
 
 def compare(
@@ -42,6 +43,7 @@ def compare(
             help="Print where the time went (analysis, drawing, rendering each format, HTML).",
         ),
     ] = False,
+    jobs: Jobs = None,
 ) -> None:
     """Overlay the analyses of several runs and print their headline numbers side by side."""
     from gradscope.cli._render import progress_bar, render_comparison_table
@@ -68,6 +70,7 @@ def compare(
             steps=parse_steps(steps),
             formats=tuple(formats) if formats else ("png",),
             progress=advance,
+            jobs=jobs,
             **fit,
         )
     render_comparison_table(result)

@@ -103,7 +103,7 @@ class Backend(Protocol):
     def sub_scalars_(self, x: Operand, s: list) -> None: ...
     def reciprocal_(self, d: Operand) -> Operand: ...
     def diff_into(self, x: Operand, prev: Operand) -> Operand: ...
-    def clone(self, x: Operand) -> Operand: ...
+    def clone(self, x: Operand, into: Operand | None = None) -> Operand: ...
     def ones(self, like: Operand) -> Operand: ...
     def items(self, x: Operand) -> list: ...
 
@@ -317,8 +317,9 @@ class _Single:
         return torch.sub(x, prev, out=prev)
 
     @staticmethod
-    def clone(x: Tensor) -> Tensor:
-        return x.clone()
+    def clone(x: Tensor, into: Tensor | None = None) -> Tensor:
+        """A copy of ``x``: into the kept buffer ``into`` when given, else a new tensor."""
+        return x.clone() if into is None else into.copy_(x)
 
     @staticmethod
     def ones(like: Tensor) -> Tensor:
@@ -491,7 +492,10 @@ class _Foreach:
         return torch._foreach_sub(x, prev)
 
     @staticmethod
-    def clone(x: list[Tensor]) -> list[Tensor]:
+    def clone(x: list[Tensor], into: list[Tensor] | None = None) -> list[Tensor]:
+        if into is not None:
+            torch._foreach_copy_(into, x)
+            return into
         return [xi.clone() for xi in x]
 
     @staticmethod

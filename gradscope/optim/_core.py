@@ -113,6 +113,24 @@ def check_nonnegative(name: str, value: Any) -> None:
         raise ValueError(f"Invalid {name}: {value!r} (must be a finite number >= 0)")
 
 
+def kept_like(kept: dict[Tensor, Tensor], key: Tensor, like: Tensor | None = None) -> Tensor:
+    """The buffer kept under ``key`` shaped like ``like`` (default ``key``), made if needed.
+
+    A step reuses it instead of allocating a parameter-sized tensor (see ``track``).
+    """
+    like = key if like is None else like
+    buf = kept.get(key)
+    if (
+        buf is None
+        or buf.shape != like.shape
+        or buf.dtype != like.dtype
+        or buf.device != like.device
+        or buf.stride() != like.stride()
+    ):
+        buf = kept[key] = torch.empty_like(like)
+    return buf
+
+
 class TrackedOptimizer(torch.optim.Optimizer):
     """Base of every gradscope optimizer: torch's contract plus a step report.
 
@@ -125,21 +143,45 @@ class TrackedOptimizer(torch.optim.Optimizer):
     def __init__(self, params: Iterable, defaults: dict[str, Any]) -> None:
         super().__init__(params, defaults)
         self._tracking = False
+        self._reuse = False
+        self._kept: dict[Tensor, Tensor] = {}
         self._last: dict[Tensor, tuple[Tensor, Tensor]] = {}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self.__dict__.setdefault("_tracking", False)
+        self.__dict__.setdefault("_reuse", False)
+        self.__dict__.setdefault("_kept", {})
         self.__dict__.setdefault("_last", {})
         for group in self.param_groups:
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
 
-    def track(self, enabled: bool = True) -> None:
-        """Keep (or stop keeping) the stepsize and applied update of the following steps."""
+    def track(self, enabled: bool = True, *, reuse: bool = False) -> None:
+        """Keep (or stop keeping) the stepsize and applied update of the following steps.
+
+        ``reuse=True`` (the recorder's mode on the CPU) computes each parameter's update
+        in a buffer kept from step to step, as the per-tensor path steps it, instead of a
+        new copy of the parameter per step (on the CPU a fresh parameter-sized tensor
+        costs its page faults every step); a report's update is then overwritten by the
+        next tracked step.
+        """
         self._tracking = bool(enabled)
+        if self._reuse != reuse or not enabled:
+            self._kept = {}
+        self._reuse = bool(reuse)
         if not enabled:
             self._last = {}
+
+    def _kept_for(self, ops: Any, params: list[Tensor]) -> Tensor | None:
+        """The kept buffer for a tracked per-tensor step's x_prev (``None``: allocate one).
+
+        Only with ``track(reuse=True)`` and one tensor per call; the caller writes x_prev
+        and then the update into it (``ops.clone(x, into=...)``, ``ops.diff_into``).
+        """
+        if not (self._tracking and self._reuse) or ops.foreach:
+            return None
+        return kept_like(self._kept, params[0])
 
     def _keep(self, params: list[Tensor], stepsizes: list[Tensor], updates: list[Tensor]) -> None:
         for p, u, d in zip(params, stepsizes, updates):
@@ -258,6 +300,7 @@ def pipeline(
     v: B.Operand,
     vmax: B.Operand | None = None,
     sq: B.Operand | None = None,
+    keep: B.Operand | None = None,
 ) -> tuple[B.Operand, B.Operand] | None:
     """One Adam-family step of one tensor or bucket, in place on x, m, v (and vmax).
 
@@ -266,9 +309,11 @@ def pipeline(
     on the traced backend), plus the stepsize piece's own numbers and flags. ``sq`` is
     Eve's per-example mean of g_b^2. Returns (stepsize u, applied update) when
     ``plan.track``, else None. The update is ``x <- x - lr u m / bc1``, lr excluded from u.
+    ``keep`` is a buffer shaped like x that holds x_prev and then the update (a tracked
+    step then allocates no copy of x); ``None``: a new one.
     """
     lr, beta1, beta2, eps = hp["lr"], hp["beta1"], hp["beta2"], hp["eps"]
-    x_prev = ops.clone(x) if plan.track else None
+    x_prev = ops.clone(x, into=keep) if plan.track else None
 
     # 1-2. gradient, decay
     if plan.maximize:
@@ -580,6 +625,7 @@ class AdaptiveOptimizer(TrackedOptimizer):
             col(vs),
             col(vmaxs) if plan.amsgrad else None,
             col(sq) if sq is not None else None,
+            self._kept_for(ops, params) if plan.track else None,
         )
         if res is not None:
             self._keep(params, ops.items(res[0]), ops.items(res[1]))

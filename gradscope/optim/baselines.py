@@ -115,7 +115,7 @@ class SGD(TrackedOptimizer):
 
         lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
         x, g = col(params), col(grads)
-        x_prev = ops.clone(x) if self._tracking else None
+        x_prev = ops.clone(x, into=self._kept_for(ops, params)) if self._tracking else None
         if group["maximize"]:
             g = ops.neg(g)
         if wd:
@@ -191,12 +191,13 @@ class Fromage(TrackedOptimizer):
                     g = -g
                 self.state[p].setdefault("step", torch.tensor(0.0))
                 self.state[p]["step"] += 1
-                x_prev = p.clone() if self._tracking else None
+                keep = self._kept_for(B.SINGLE, [p])
+                x_prev = B.SINGLE.clone(p, into=keep) if self._tracking else None
                 nx, ng = B.SINGLE.sumsq(p).sqrt(), B.SINGLE.sumsq(g).sqrt()
                 ratio = torch.where((nx > 0) & (ng > 0), nx / ng.clamp_min(1e-300), 1.0)
                 p.add_(g * ratio.to(p.dtype), alpha=-lr).mul_(shrink)
-                if self._tracking:
-                    self._keep([p], [ratio * shrink], [p - x_prev])
+                if x_prev is not None:
+                    self._keep([p], [ratio * shrink], [B.SINGLE.diff_into(p, x_prev)])
         return loss
 
 

@@ -31,16 +31,19 @@ def supports(optimizer: torch.optim.Optimizer) -> bool:
     return isinstance(optimizer, torch.optim.Optimizer)
 
 
-def track(optimizer: torch.optim.Optimizer, enabled: bool = True) -> None:
+def track(optimizer: torch.optim.Optimizer, enabled: bool = True, *, reuse: bool = False) -> None:
     """Keep (or stop keeping) stepsize and update on the following steps.
 
     gradscope's optimizers keep them from their own step; for torch's and any other
-    optimizer see :func:`gradscope.optim.torch_adapters.track`.
+    optimizer see :func:`gradscope.optim.torch_adapters.track`. ``reuse=True`` keeps the
+    step's copies (and a torch optimizer's stepsizes) in buffers reused from step to
+    step: no parameter-sized allocation per step, and reports valid until the next
+    tracked step (:meth:`TrackedOptimizer.track`, :func:`torch_adapters.track`).
     """
     if isinstance(optimizer, TrackedOptimizer):
-        optimizer.track(enabled)
+        optimizer.track(enabled, reuse=reuse)
     elif supports(optimizer):
-        TA.track(optimizer, enabled)
+        TA.track(optimizer, enabled, reuse=reuse)
     else:
         raise TA.unsupported(optimizer)
 

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from gradscope.errors import UnsupportedOptimizerError
-from gradscope.optim._core import NotTrackedError, ParamStep
+from gradscope.optim._core import NotTrackedError, ParamStep, kept_like
 
 __all__ = [
     "OptimizerFacts",
@@ -80,14 +80,27 @@ class OptimizerFacts:
 
 # ---------------------------------------------------------------------- snapshots
 class _Snapshot:
-    """Per optimizer: copies of the parameters (and named state) before a tracked step."""
+    """Per optimizer: copies of the parameters (and named state) before a tracked step.
+
+    With ``reuse`` (the recorder's mode on the CPU) the copies go into buffers kept from
+    one step to the next, and :func:`last_step` computes the update into the copy itself
+    and the stepsize into a kept buffer, then returns the same reports for the rest of
+    the step: no fresh parameter-sized tensor per step. A fresh one costs its page
+    faults on every step on the CPU (tensors of 10^5-10^7 floats are mapped and unmapped
+    by the allocator), a large part of what reading the step cost on a ResNet-18. The
+    reports' tensors are then valid until the next tracked step only.
+    """
 
     def __init__(self, opt: torch.optim.Optimizer, prev_state: tuple[str, ...]) -> None:
         self.enabled = False
         self.fresh = False
+        self.reuse = False
         self.prev: dict[Tensor, Tensor] = {}
         self.prev_state: dict[Tensor, dict[str, Tensor]] = {}
         self.keys = prev_state
+        self.kept: dict[Tensor, Tensor] = {}  # reuse: the copies' buffers
+        self.kept_u: dict[Tensor, Tensor] = {}  # reuse: the stepsizes' buffers
+        self.result: list[TorchParamStep] | None = None  # reuse: this step's reports
         # torch.compiler.disable is typed as the union of its decorator forms; given a
         # function it returns the (not compiled) function, a valid step pre-hook
         hook: Any = torch.compiler.disable(self._pre_hook)
@@ -96,19 +109,39 @@ class _Snapshot:
     def _pre_hook(self, opt: torch.optim.Optimizer, _args: Any, _kwargs: Any) -> None:
         self.prev = {}
         self.prev_state = {}
+        self.result = None
         self.fresh = self.enabled
         if not self.enabled:
             return
+        kept: dict[Tensor, Tensor] = {}
         with torch.no_grad():
             for group in opt.param_groups:
                 for p in group["params"]:
                     if p.grad is None:
                         continue  # torch's step skips it
-                    self.prev[p] = p.detach().clone()
+                    if self.reuse:
+                        buf = kept_like(self.kept, p, p)
+                        kept[p] = buf.copy_(p.detach())
+                        self.prev[p] = buf
+                    else:
+                        self.prev[p] = p.detach().clone()
                     st = opt.state.get(p, {})
-                    kept = {k: st[k].detach().clone() for k in self.keys if k in st}
-                    if kept:
-                        self.prev_state[p] = kept
+                    copies = {k: st[k].detach().clone() for k in self.keys if k in st}
+                    if copies:
+                        self.prev_state[p] = copies
+        if self.reuse:
+            self.kept = kept  # parameters no longer stepped release their buffers
+
+    def buffer_u(self, p: Tensor, like: Tensor) -> Tensor | None:
+        """A kept buffer for ``p``'s stepsize shaped like ``like`` (``None``: no reuse)."""
+        return kept_like(self.kept_u, p, like) if self.reuse else None
+
+    def update(self, p: Tensor) -> Tensor:
+        """``x_t - x_{t-1}``: into the copy itself with reuse, else a new tensor."""
+        prev = self.prev[p]
+        if self.reuse:
+            return torch.sub(p.detach(), prev, out=prev)
+        return p.detach() - prev
 
 
 _SNAPSHOTS: weakref.WeakKeyDictionary[torch.optim.Optimizer, _Snapshot] = (
@@ -399,20 +432,30 @@ def unsupported(optimizer: object) -> UnsupportedOptimizerError:
     )
 
 
-def track(optimizer: torch.optim.Optimizer, enabled: bool = True) -> None:
+def track(optimizer: torch.optim.Optimizer, enabled: bool = True, *, reuse: bool = False) -> None:
     """Keep (or stop keeping) the copies of the parameters the following steps need.
 
     A step pre-hook, installed on the first call, copies every parameter that has a
     gradient (and Adadelta's ``acc_delta``) while tracking is on; the update reported is
     then exactly ``x_t - x_{t-1}``.
+
+    ``reuse=True`` keeps those copies (and the stepsizes :func:`last_step` computes) in
+    buffers reused from step to step, so reading a step allocates no parameter-sized
+    tensor; the reports' tensors are then overwritten by the next tracked step, and
+    repeated calls of :func:`last_step` within a step return the same reports. The
+    recorder uses it on the CPU, where every fresh large tensor costs its page faults.
     """
     r = _reader(optimizer)
     snap = _SNAPSHOTS.get(optimizer)
     if snap is None:  # installed on the first call (even a disabling one): hook order is fixed
         snap = _SNAPSHOTS[optimizer] = _Snapshot(optimizer, r.prev_state)
     snap.enabled = bool(enabled)
+    if snap.reuse != reuse:
+        snap.kept, snap.kept_u = {}, {}
+    snap.reuse = bool(reuse)
     if not enabled:
-        snap.prev, snap.prev_state, snap.fresh = {}, {}, False
+        snap.prev, snap.prev_state, snap.fresh, snap.result = {}, {}, False, None
+        snap.kept, snap.kept_u = {}, {}
 
 
 def untrack(optimizer: torch.optim.Optimizer) -> None:
@@ -432,11 +475,22 @@ def last_step(optimizer: torch.optim.Optimizer) -> list[TorchParamStep]:
         UnsupportedOptimizerError: capturable or differentiable torch Adam.
     """
     snap = _SNAPSHOTS.get(optimizer)
-    prev = snap.prev if snap is not None and snap.fresh else None
+    fresh = snap if snap is not None and snap.fresh else None
+    if fresh is not None and fresh.result is not None:
+        return fresh.result  # reuse: the update is already in the copies
+    out = _read_step(optimizer, snap, fresh)
+    if fresh is not None and fresh.reuse:
+        fresh.result = out
+    return out
+
+
+def _read_step(
+    optimizer: torch.optim.Optimizer, snap: _Snapshot | None, fresh: _Snapshot | None
+) -> list[TorchParamStep]:
     if type(optimizer) in (torch.optim.Adam, torch.optim.AdamW):
-        return _torch_adam(optimizer, prev)
+        return _torch_adam(optimizer, fresh)
     if type(optimizer) is torch.optim.SGD:
-        return _torch_sgd(optimizer, prev)
+        return _torch_sgd(optimizer, fresh)
     r = _reader(optimizer)
     if snap is None or not snap.fresh:
         raise NotTrackedError(
@@ -451,7 +505,6 @@ def last_step(optimizer: torch.optim.Optimizer) -> list[TorchParamStep]:
             if prev is None or p.grad is None:
                 continue
             st = optimizer.state.get(p, {})
-            x = p.detach()
             if r.stepsize is not None:
                 u, m, v = r.stepsize(group, p, st, prev, snap.prev_state.get(p, {}))
             else:
@@ -472,7 +525,7 @@ def last_step(optimizer: torch.optim.Optimizer) -> list[TorchParamStep]:
                     exp_avg=m,
                     exp_avg_sq=v,
                     stepsize=u,
-                    update=x - prev,
+                    update=snap.update(p),  # last: u and the derived values read prev
                     state=extra,
                 )
             )
@@ -496,9 +549,7 @@ def _float(x: Any) -> float:
 
 
 # ---------------------------------------------------------------------- Adam, AdamW, SGD
-def _torch_adam(
-    opt: torch.optim.Optimizer, snap: Mapping[Tensor, Tensor] | None
-) -> list[TorchParamStep]:
+def _torch_adam(opt: torch.optim.Optimizer, snap: _Snapshot | None) -> list[TorchParamStep]:
     """Read torch Adam/AdamW state: u = 1/(sqrt(v/bc2)+eps).
 
     update = x_t - x_{t-1} from the snapshot, or from the rule when untracked.
@@ -520,17 +571,19 @@ def _torch_adam(
             t = float(st["step"])
             bc1, bc2 = 1.0 - b1**t, 1.0 - b2**t
             v = st["max_exp_avg_sq"] if group["amsgrad"] else st["exp_avg_sq"]
-            # the same operations as torch's step, in place on two fresh tensors
-            u = v.sqrt().div_(math.sqrt(bc2)).add_(eps).reciprocal_()
-            adam_part = torch.mul(st["exp_avg"], u).mul_(-lr / bc1)
-            if snap is not None and p in snap:
-                update = p.detach() - snap[p]
+            # the same operations as torch's step, in place on two fresh (or kept) tensors
+            ub = snap.buffer_u(p, v) if snap is not None and p in snap.prev else None
+            u = torch.sqrt(v, out=ub) if ub is not None else v.sqrt()
+            u.div_(math.sqrt(bc2)).add_(eps).reciprocal_()
+            if snap is not None and p in snap.prev:
+                update = snap.update(p)
             elif decoupled and wd:
+                adam_part = torch.mul(st["exp_avg"], u).mul_(-lr / bc1)
                 # x_t = x_{t-1}(1 - lr wd) + adam_part, x_{t-1} eliminated in closed form:
                 # update = (adam_part - lr wd x_t)/(1 - lr wd), in adam_part's own storage
                 update = adam_part.sub_(p.detach(), alpha=lr * wd).div_(1.0 - lr * wd)
             else:
-                update = adam_part
+                update = torch.mul(st["exp_avg"], u).mul_(-lr / bc1)
             extra = {"max_exp_avg_sq": st["max_exp_avg_sq"]} if "max_exp_avg_sq" in st else {}
             out.append(
                 TorchParamStep(
@@ -548,9 +601,7 @@ def _torch_adam(
     return out
 
 
-def _torch_sgd(
-    opt: torch.optim.Optimizer, snap: Mapping[Tensor, Tensor] | None
-) -> list[TorchParamStep]:
+def _torch_sgd(opt: torch.optim.Optimizer, snap: _Snapshot | None) -> list[TorchParamStep]:
     """Read torch SGD state: u = 1, m = momentum buffer (or the decayed gradient).
 
     The update comes from the snapshot, or from the rule when untracked.
@@ -566,8 +617,8 @@ def _torch_sgd(
             st = opt.state.get(p, {})
             buf: Tensor | None = st.get("momentum_buffer")
             x = p.detach()
-            if snap is not None and p in snap:
-                update = x - snap[p]
+            if snap is not None and p in snap.prev:
+                update = snap.update(p)
             elif buf is not None and not group["nesterov"]:
                 update = buf.mul(-lr)  # x_t = x_{t-1} - lr buf
             else:

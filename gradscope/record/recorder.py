@@ -483,8 +483,13 @@ class Recorder:
         self._plan = plan
         self._collected = []
         if plan.any != self._tracking:
+            # on the CPU the step's copies and stepsizes go into kept buffers (a fresh
+            # parameter-sized tensor costs its page faults every step); on an accelerator
+            # the caching allocator already reuses memory, and kept buffers would only
+            # hold memory through the forward and backward passes
+            reuse = self._params[0].device.type == "cpu"
             for opt in self.optimizers:
-                introspect.track(opt, plan.any)
+                introspect.track(opt, plan.any, reuse=reuse)
             self._tracking = plan.any
 
     def _wrap_closure(self, closure: Callable[[], Any]) -> Callable[[], Any]:

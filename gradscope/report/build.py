@@ -25,6 +25,7 @@ from gradscope.analysis.fit import EPS_CAP, MIN_FIT_SIZE
 from gradscope.errors import MissingDataError
 from gradscope.report import export
 from gradscope.report import sections as SEC
+from gradscope.report._parallel import fork_map
 from gradscope.report.runview import (
     LayerSettings,
     RunMeta,
@@ -133,6 +134,7 @@ def analyze_run(
     chunk: int = 4096,
     window: int = 50,
     progress: Progress | None = None,
+    jobs: int | None = None,
 ) -> RunAnalysis:
     """Run every analysis the file has data for, at each layer's own t and group settings.
 
@@ -152,6 +154,8 @@ def analyze_run(
         chunk: rows read per block.
         window: rows per window of the step-length statistics.
         progress: ``progress(task, done, total)`` callback.
+        jobs: worker processes for the update fits (``None``: one per usable core; 1: in
+            this process). The results do not depend on it.
 
     Raises:
         RunFileError: the file is missing, not HDF5, corrupt or of another schema.
@@ -173,6 +177,7 @@ def analyze_run(
             max(window, chunk - chunk % window),
             window,
             progress,
+            jobs,
         )
 
 
@@ -192,6 +197,7 @@ def _analyze(
     chunk,
     window,
     progress,
+    jobs,
 ):
     cols = np.sort(_columns(run, layers))
     names = tuple(run.layers[i] for i in cols)
@@ -328,6 +334,7 @@ def _analyze(
         skipped,
         notes,
         progress,
+        jobs,
     )
     if "epsilon" not in out and up["epsilon"] is not None:
         out["epsilon"] = up["epsilon"]
@@ -478,8 +485,13 @@ def _updates(
     skipped,
     notes,
     progress,
+    jobs,
 ):
-    """Update fits against the exact laws, t = 1 checks, moments and the subsample eps check."""
+    """Update fits against the exact laws, t = 1 checks, moments and the subsample eps check.
+
+    The fits' inputs are read here, in row order; the fits (pure functions, the slow part:
+    each non-central law is an integral per grid point) run in up to ``jobs`` workers.
+    """
     res: dict[str, Any] = {"fits": [], "moments": None, "two_point": [], "epsilon": None}
     if "update" not in run.sample_quantities:
         why = "the run stored no per-coordinate subsample of 'update'"
@@ -545,6 +557,7 @@ def _updates(
         sparse = None if zero is None or nz is None else zero & nz
         return d, sparse
 
+    fit_args: list[dict[str, Any]] = []
     for j, r in enumerate(rows):
         for k in fit_cols:
             c = int(cols[k])
@@ -572,11 +585,11 @@ def _updates(
             live = np.isfinite(u) & (~dead if (dead is not None and exclude_dead) else True)
             if live.sum() < 2:
                 continue
-            res["fits"].append(
-                A.update_fit(
-                    u,
-                    t,
-                    _beta_for_fit(hp, bkey, t, c),
+            fit_args.append(
+                dict(
+                    x=u,
+                    t=t,
+                    beta1=_beta_for_fit(hp, bkey, t, c),
                     dead=dead,
                     exclude_dead=exclude_dead,
                     grad=grad,
@@ -587,6 +600,7 @@ def _updates(
             )
         if progress:
             progress("update fits", j + 1, len(rows))
+    res["fits"] = fork_map(lambda i: A.update_fit(**fit_args[i]), len(fit_args), jobs)
     valid = np.flatnonzero(sst[a:b] >= 2) + a
     if valid.size == 0:
         skipped["update_moments"] = (
@@ -796,6 +810,7 @@ def build(
     formats: Sequence[str] = ("png",),
     max_points: int = 2000,
     progress: Progress | None = None,
+    jobs: int | None = None,
 ) -> Report:
     """Analyse a run file and write the report folder (HTML, figures, CSV/JSON).
 
@@ -810,6 +825,9 @@ def build(
         max_points: as in :func:`analyze_run`.
         progress: as in :func:`analyze_run`.
         formats: figure file formats besides the embedded PNG (``png``, ``svg``, ``pdf``).
+        jobs: worker processes for the update fits and the figure renders (``None``: one
+            per usable core, at most 8; 1: everything in this process). The report does
+            not depend on it.
     """
     bad = [f for f in formats if f not in ("png", "svg", "pdf")]
     if bad:
@@ -826,12 +844,13 @@ def build(
         exclude_dead=exclude_dead,
         max_points=max_points,
         progress=progress,
+        jobs=jobs,
     )
     _add(profile, "analysis", t0)
     out_dir = Path(out) if out is not None else path.with_name(f"{path.stem}_report")
     out_dir.mkdir(parents=True, exist_ok=True)
     figures, files, drawn = draw_and_export(
-        an, out_dir, formats, progress=progress, profile=profile
+        an, out_dir, formats, progress=progress, profile=profile, jobs=jobs
     )
     t0 = time.perf_counter()
     head = headline(an)
@@ -935,11 +954,14 @@ def draw_and_export(
     *,
     progress: Progress | None = None,
     profile: dict[str, float] | None = None,
+    jobs: int | None = None,
 ) -> tuple[Figures, list[Path], set[str]]:
     """Draw every registered section the analysis has a record for; write its files.
 
-    Each figure is drawn once: the PNG written is the one embedded in the page. ``profile``
-    (when given) receives the seconds spent drawing, rendering each format and exporting.
+    Each figure is drawn once: the PNG written is the one embedded in the page. The
+    figures are drawn here and rendered by up to ``jobs`` worker processes
+    (:func:`render_figures`). ``profile`` (when given) receives the seconds spent drawing,
+    rendering and exporting.
 
     Returns ``([(title, caption, png_bytes, verdict), ...], files, keys of the sections
     that drew a figure)``.
@@ -949,47 +971,58 @@ def draw_and_export(
     ctx = SEC.context(an)
     prof = profile if profile is not None else {}
     todo = [(sec, rec) for sec in SEC.sections() if (rec := sec.record(an)) is not None]
-    figures: Figures = []
     files: list[Path] = []
-    drawn: set[str] = set()
+    drawn: list[tuple[Any, Any, Any]] = []
     with style.theme():
         for i, (sec, rec) in enumerate(todo):
             t0 = time.perf_counter()
             fig = sec.draw(rec, ctx) if sec.figure else None
             _add(prof, "draw figures", t0)
             if fig is not None:
-                written, png = save_timed(style, fig, out_dir / sec.file_stem, formats, prof)
-                files += written
-                figures.append(
-                    (sec.title, sec.caption(rec, ctx), png, an.verdicts.get(sec.key, ""))
-                )
-                drawn.add(sec.key)
-                style.close(fig)
+                drawn.append((sec, rec, fig))
             t0 = time.perf_counter()
             files += sec.export(rec, out_dir)
             _add(prof, "export data", t0)
             if progress:
                 progress("figures", i + 1, len(todo))
-    return figures, files, drawn
+        rendered = render_figures(
+            [f for _, _, f in drawn],
+            [out_dir / s.file_stem for s, _, _ in drawn],
+            formats,
+            jobs=jobs,
+            profile=prof,
+        )
+    figures: Figures = []
+    for (sec, rec, fig), (written, png) in zip(drawn, rendered):
+        files += written
+        figures.append((sec.title, sec.caption(rec, ctx), png, an.verdicts.get(sec.key, "")))
+        style.close(fig)
+    return figures, files, {sec.key for sec, _, _ in drawn}
 
 
 def _add(profile: dict[str, float], key: str, t0: float) -> None:
     profile[key] = profile.get(key, 0.0) + time.perf_counter() - t0
 
 
-def save_timed(style, fig, stem: Path, formats: Sequence[str], profile: dict[str, float]):
-    """``style.save`` with the PNG render and each other format timed into ``profile``."""
+def render_figures(
+    figs: Sequence[Any],
+    stems: Sequence[Path],
+    formats: Sequence[str],
+    *,
+    jobs: int | None = None,
+    profile: dict[str, float] | None = None,
+) -> list[tuple[list[Path], bytes]]:
+    """Write ``stem.<fmt>`` of each figure; return each one's paths and PNG bytes.
+
+    The figures are rendered by up to ``jobs`` forked worker processes (``None``: one per
+    usable core; the bytes are the same as with ``jobs=1``). Call it inside the theme the
+    figures were drawn in: rendering reads matplotlib's settings. ``profile`` receives the
+    seconds under ``"render figures"``.
+    """
+    from gradscope.plot import style
+
     t0 = time.perf_counter()
-    png = style.png_bytes(fig)
-    _add(profile, "render png", t0)
-    out = []
-    for fmt in formats:
-        path = Path(f"{stem}.{fmt}")
-        t0 = time.perf_counter()
-        if fmt == "png":
-            path.write_bytes(png)
-        else:
-            fig.savefig(path, format=fmt, dpi=style.DPI)
-        _add(profile, f"render {fmt}", t0)
-        out.append(path)
-    return out, png
+    out = fork_map(lambda i: style.save(figs[i], stems[i], formats), len(figs), jobs)
+    if profile is not None:
+        _add(profile, "render figures", t0)
+    return out

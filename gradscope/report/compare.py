@@ -13,6 +13,7 @@ from typing import Any
 from gradscope import analysis as A
 from gradscope.errors import MissingDataError
 from gradscope.report import sections as SEC
+from gradscope.report._parallel import fork_map
 from gradscope.report.build import Progress, RunAnalysis, analyze_run, headline
 from gradscope.report.sections.updates import compare_fits
 
@@ -96,6 +97,7 @@ def compare_runs(
     fit_steps: Sequence[int] | None = None,
     fit_layers: Any = None,
     progress: Progress | None = None,
+    jobs: int | None = None,
 ) -> Comparison:
     """Analyse every run and write overlaid figures, ``comparison.json`` and an HTML page.
 
@@ -103,6 +105,9 @@ def compare_runs(
     :func:`gradscope.report.build.analyze_run`. The page ends each figure with the verdict
     for every pair of runs (which has the lower within-layer stepsize spread, the steadier
     step length, in how many common layers).
+
+    ``jobs`` worker processes (``None``: one per usable core, at most 8; 1: all in this
+    process) analyse the runs and render the figures; the result does not depend on it.
     """
     bad = [f for f in formats if f not in ("png", "svg", "pdf")]
     if bad:
@@ -114,16 +119,18 @@ def compare_runs(
 
     profile: dict[str, float] = {}
     t0 = time.perf_counter()
-    analyses = [
-        analyze_run(
-            p,
+    analyses = fork_map(
+        lambda i: analyze_run(
+            paths[i],
             steps=steps,
             max_points=max_points,
             fit_steps=fit_steps,
             fit_layers=fit_layers,
-        )
-        for p in paths
-    ]
+            jobs=jobs,
+        ),
+        len(paths),
+        jobs,
+    )
     _add(profile, "analysis", t0)
     labels = _labels(paths)
     heads = [headline(a) for a in analyses]
@@ -137,35 +144,44 @@ def compare_runs(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     from gradscope.plot import style
-    from gradscope.report.build import save_timed
+    from gradscope.report.build import render_figures
     from gradscope.report.html import render_report
 
     # the same sections as a single run's report, each drawn with every run that has it
     ctx = replace(SEC.context(analyses[0]), runs=tuple(labels))
-    jobs = []
+    todo = []
     for sec in SEC.sections():
         caption = sec.compare_caption(ctx)
         if not caption:
             continue
         recs, labs = sec.compare_records(analyses, labels)
         if recs:
-            jobs.append((sec, caption, recs, labs))
-    if not jobs:
+            todo.append((sec, caption, recs, labs))
+    if not todo:
         raise MissingDataError("none of the runs has anything to compare")
     files: list[Path] = []
-    figures = []
+    drawn = []
     with style.theme():
-        for i, (sec, caption, recs, labs) in enumerate(jobs):
+        for i, (sec, caption, recs, labs) in enumerate(todo):
             t0 = time.perf_counter()
             fig = sec.draw_compare(recs, labs, ctx)
             _add(profile, "draw figures", t0)
             if fig is not None:
-                written, png = save_timed(style, fig, out_dir / sec.file_stem, formats, profile)
-                files += written
-                figures.append((sec.title, caption, png, ""))
-                style.close(fig)
+                drawn.append((sec, caption, fig))
             if progress:
-                progress("figures", i + 1, len(jobs))
+                progress("figures", i + 1, len(todo))
+        rendered = render_figures(
+            [f for _, _, f in drawn],
+            [out_dir / sec.file_stem for sec, _, _ in drawn],
+            formats,
+            jobs=jobs,
+            profile=profile,
+        )
+    figures = []
+    for (sec, caption, fig), (written, png) in zip(drawn, rendered):
+        files += written
+        figures.append((sec.title, caption, png, ""))
+        style.close(fig)
     t0 = time.perf_counter()
     data = out_dir / "comparison.json"
     data.write_text(

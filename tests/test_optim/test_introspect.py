@@ -115,3 +115,84 @@ def test_torch_parameter_skipped_by_the_step_is_not_reported(cls):
         opt.step()
     reported = [ps.param for ps in introspect.last_step(opt)]
     assert len(reported) == 1 and reported[0] is a
+
+
+REUSE_CASES = [
+    *TORCH_CASES,
+    (torch.optim.Adagrad, dict(lr=0.1)),
+    (torch.optim.RMSprop, dict(lr=0.01, momentum=0.5, centered=True)),
+    (torch.optim.Adadelta, dict(lr=0.5)),
+    (torch.optim.NAdam, dict(lr=0.01)),
+    (torch.optim.Rprop, dict(lr=0.01)),  # the generic path
+]
+
+
+@pytest.mark.parametrize(("cls", "cfg"), REUSE_CASES)
+def test_kept_buffers_give_the_fresh_reports_and_allocate_nothing_per_step(cls, cfg):
+    """track(reuse=True), the recorder's CPU mode: the same numbers bit for bit, the same
+    buffers every step, and the update computed once per step however often it is read."""
+    fresh_p = [p.requires_grad_() for p in make_params()]
+    kept_p = [p.detach().clone().requires_grad_() for p in fresh_p]
+    fresh, kept = cls(fresh_p, **cfg), cls(kept_p, **cfg)
+    introspect.track(fresh)
+    introspect.track(kept, reuse=True)
+    ptrs = None
+    for step in grad_sequence(steps=4):
+        before = [p.detach().clone() for p in kept_p]
+        for ps in (fresh_p, kept_p):
+            for p, g in zip(ps, step):
+                p.grad = torch.as_tensor(g).reshape(p.shape).clone()
+        fresh.step()
+        kept.step()
+        a, b = introspect.last_step(fresh), introspect.last_step(kept)
+        again = introspect.last_step(kept)  # read twice: the same reports
+        assert len(again) == len(b) and all(r is q for r, q in zip(again, b))
+        assert len(a) == len(b) == len(kept_p)
+        for ra, rb, x0 in zip(a, b, before):
+            assert torch.equal(rb.update, ra.update)
+            assert torch.equal(rb.update, rb.param.detach() - x0)
+            assert (ra.stepsize is None) == (rb.stepsize is None)
+            if ra.stepsize is not None:
+                assert torch.equal(rb.stepsize, ra.stepsize)
+            assert ra.state.keys() == rb.state.keys()
+            for k in ra.state:
+                assert torch.equal(ra.state[k], rb.state[k]), k
+        now = [t.data_ptr() for r in b for t in (r.update, r.stepsize) if t is not None and t.dim()]
+        if ptrs is not None and cls in (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD):
+            assert now == ptrs  # the kept buffers, not new tensors (0-d stepsizes aside)
+        ptrs = now
+    introspect.track(kept, reuse=False)  # back to fresh tensors: a report outlives its step
+    kept.step()
+    first = introspect.last_step(kept)[0].update
+    kept.step()
+    assert first.data_ptr() != introspect.last_step(kept)[0].update.data_ptr()
+
+
+@pytest.mark.parametrize(("info", "cfg"), CASES, ids=CASE_IDS)
+def test_gradscope_kept_update_buffers_change_nothing(info, cfg):
+    """track(reuse=True): the per-tensor step writes x_prev and then the update into a kept
+    buffer; the trajectory and every report are bit for bit those of fresh copies."""
+    fresh_p = [p.requires_grad_() for p in make_params()]
+    kept_p = [p.detach().clone().requires_grad_() for p in fresh_p]
+    fresh, kept = info.cls(fresh_p, **cfg), info.cls(kept_p, **cfg)
+    introspect.track(fresh)
+    introspect.track(kept, reuse=True)
+    ptrs = None
+    for step in grad_sequence(steps=4):
+        for ps, opt in ((fresh_p, fresh), (kept_p, kept)):
+            for p, g in zip(ps, step):
+                p.grad = torch.as_tensor(g).reshape(p.shape).clone()
+            if info.examplewise:
+                opt.set_examplewise({p: p.grad**2 * 2 for p in ps}, 2)
+            opt.step()
+        a, b = introspect.last_step(fresh), introspect.last_step(kept)
+        assert len(a) == len(b) == len(kept_p)
+        for ra, rb in zip(a, b):
+            assert torch.equal(ra.param, rb.param)
+            assert torch.equal(ra.update, rb.update) and torch.equal(ra.stepsize, rb.stepsize)
+        now = [r.update.data_ptr() for r in b]
+        if ptrs is not None and not any(
+            g.get("fused") or g.get("foreach") for g in kept.param_groups
+        ):
+            assert now == ptrs  # the per-tensor path wrote into the kept buffers
+        ptrs = now
