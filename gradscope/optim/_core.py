@@ -72,14 +72,18 @@ def buckets(keys: Sequence[Hashable]) -> list[list[int]]:
 CPU_FOREACH_NUMEL = 1 << 18
 
 
-def _chunks(path: str, idx: list[int], params: Sequence[Tensor]) -> list[list[int]]:
+def _chunks(
+    path: str, idx: list[int], params: Sequence[Tensor], limit: int | None = None
+) -> list[list[int]]:
     """A bucket's indices in the parts one backend call takes.
 
-    At most :data:`FUSED_CHUNK` tensors for a fused graph; on the CPU, foreach parts of at
-    most :data:`CPU_FOREACH_NUMEL` coordinates (a larger tensor alone); else the whole bucket.
+    At most ``limit`` (default :data:`FUSED_CHUNK`) tensors for a fused graph; on the CPU,
+    foreach parts of at most :data:`CPU_FOREACH_NUMEL` coordinates (a larger tensor alone);
+    else the whole bucket.
     """
     if path == "fused":
-        return [idx[s : s + FUSED_CHUNK] for s in range(0, len(idx), FUSED_CHUNK)]
+        k = FUSED_CHUNK if limit is None else limit
+        return [idx[s : s + k] for s in range(0, len(idx), k)]
     if params[idx[0]].device.type != "cpu":
         return [idx]
     parts: list[list[int]] = []
@@ -261,6 +265,11 @@ _TRACED = ("lr", "beta1", "beta2", "eps", "weight_decay", "bc1", "bc2", "sqrt_bc
 #: host work, and on a busy CPU each one more waits for its OpenMP threads to be scheduled
 #: (0.1-0.3 ms measured with 16 tensors a graph), so the parts are large
 FUSED_CHUNK = 64
+#: the same for Aida's and AidaGrad's projection statistics, whose graphs compile far
+#: more slowly per tensor (each tensor's K-round scalar recurrence; Aida with K = 8 took
+#: 465 s to compile 64-tensor graphs against 3-63 s for parts of 16, which repeated
+#: layouts also share more often) and stay above 1.5x torch's fused Adam either way
+FUSED_CHUNK_PROJECTION = 16
 
 
 @dataclass(frozen=True)
@@ -655,7 +664,9 @@ class AdaptiveOptimizer(TrackedOptimizer):
             frozen = tuple(sorted(baked.items()))
             scal = torch.tensor([traced[n] for n in names], dtype=torch.float64, device=device)
             sq = dict(zip(idx, examplewise[0])) if examplewise is not None else {}
-            for part in _chunks("fused", idx, params):
+            projection = plan.statistic in (F.aida_residual, F.aidagrad_projection)
+            limit = FUSED_CHUNK_PROJECTION if projection else FUSED_CHUNK
+            for part in _chunks("fused", idx, params, limit):
                 sts = [states[i] for i in part]
                 ps = [params[i] for i in part]
                 out = _run_fused(

@@ -20,6 +20,11 @@ def test_parts_hold_at_most_the_cpu_limit_a_larger_tensor_alone():
         list(range(64)),
         list(range(64, 70)),
     ]
+    assert _core.FUSED_CHUNK_PROJECTION == 16
+    assert _core._chunks("fused", list(range(20)), [torch.empty(1)] * 20, 16) == [
+        list(range(16)),
+        list(range(16, 20)),
+    ]
 
 
 @pytest.mark.parametrize("cls", [O.Adam, O.Aida, O.SETAdam, O.AdamL])
@@ -39,3 +44,25 @@ def test_split_foreach_bucket_steps_as_the_per_tensor_loop(cls):
         out[foreach] = [p.detach() for p in ps]
     for a, b in zip(out[False], out[True]):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("cls", "limit"),
+    [(O.Adam, _core.FUSED_CHUNK), (O.LAdam, _core.FUSED_CHUNK), (O.Aida, 16), (O.AidaGrad, 16)],
+)
+def test_fused_graphs_take_64_tensors_and_the_projection_statistics_16(monkeypatch, cls, limit):
+    """The host side of a fused step splits a bucket of 70 tensors into graphs of at most
+    64, or 16 for Aida's and AidaGrad's slow-to-compile projections (no compile here: the
+    graph call is replaced by one that records its part)."""
+    parts: list[int] = []
+
+    def fake_run(plan, frozen, names, scal, ps, *rest):
+        parts.append(len(ps))
+
+    monkeypatch.setattr(_core, "_run_fused", fake_run)
+    params = [torch.zeros(3, requires_grad=True) for _ in range(70)]
+    for p in params:
+        p.grad = torch.ones(3)
+    cls(params, fused=True).step()
+    k = limit
+    assert parts == [k] * (70 // k) + ([70 % k] if 70 % k else [])
