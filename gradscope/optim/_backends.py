@@ -50,6 +50,58 @@ def acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+#: Below this many coordinates :func:`sqrt_into` makes one ``torch.sqrt`` call.
+SQRT_CHECK_MIN = 1 << 16
+#: Coordinates :func:`sqrt_into` samples (strided) to count exact zeros.
+SQRT_SAMPLE = 1024
+#: Sampled zeros from which :func:`sqrt_into` takes the zero-safe form (1/32 of the sample).
+SQRT_ZEROS = SQRT_SAMPLE // 32
+#: Coordinates per piece of the zero-safe form (its mask stays in cache).
+SQRT_CHUNK = 1 << 16
+
+
+def sqrt_into(v: Tensor, out: Tensor | None = None) -> Tensor:
+    """``torch.sqrt(v)`` into ``out`` (a new tensor when ``None``; may be ``v`` itself).
+
+    The same bits as ``torch.sqrt`` (the call torch's own optimizers make), faster on CPU
+    tensors with many exact zeros. There torch's float sqrt (MKL's vector library) takes
+    about 13x longer per exact zero than per positive value, and a second moment is often
+    mostly zeros (89 % of the large layers of a ResNet-18's ``exp_avg_sq`` after five
+    steps: dead units, unused classes), so one sqrt cost several passes over the data.
+    When a strided sample of 1024 coordinates holds at least 1/32 zeros, each piece of 64K
+    coordinates takes the root of ``v + [v == 0]`` instead (the zeros become ones;
+    ``x + 0 == x`` for every other value, NaN and inf included) and subtracts the mask
+    again: the library's root of the same nonzero values, so the same bits, and 0 where
+    ``v`` is 0 (``+0`` also for ``-0``, the one difference, which a stepsize
+    ``1 / (sqrt(v) + eps)`` does not see). Other devices, dtypes, small or non-contiguous
+    tensors take one ``torch.sqrt``.
+    """
+    if out is None:
+        out = torch.empty_like(v)
+    n = v.numel()
+    if (
+        n < SQRT_CHECK_MIN
+        or type(v) is not Tensor
+        or v.device.type != "cpu"
+        or v.dtype not in (torch.float32, torch.float64)
+        or out.dtype != v.dtype
+        or not (v.is_contiguous() and out.is_contiguous())
+    ):
+        return torch.sqrt(v, out=out)
+    fv, fo = v.view(-1), out.view(-1)
+    if int((fv[:: n // SQRT_SAMPLE] == 0).sum()) < SQRT_ZEROS:
+        return torch.sqrt(v, out=out)
+    mask = torch.empty(min(n, SQRT_CHUNK), dtype=v.dtype)
+    for i in range(0, n, SQRT_CHUNK):
+        a, o = fv[i : i + SQRT_CHUNK], fo[i : i + SQRT_CHUNK]
+        m = mask[: a.numel()]
+        torch.eq(a, 0, out=m)
+        torch.add(a, m, out=o)
+        o.sqrt_()
+        o.sub_(m)
+    return out
+
+
 def _is_zero(c: Any) -> bool:
     """True only for a python number equal to 0 (a traced 0-d tensor is never skipped)."""
     return isinstance(c, int | float) and c == 0
@@ -196,7 +248,7 @@ class _Single:
 
     @staticmethod
     def sqrt_(x: Tensor) -> None:
-        x.sqrt_()
+        sqrt_into(x, x)
 
     @staticmethod
     def yogi_(v: Tensor, g: Tensor, beta: float) -> None:
@@ -207,7 +259,7 @@ class _Single:
     @staticmethod
     def sqrt_add(v: Tensor, eps: float) -> Tensor:
         """sqrt(v) + eps."""
-        d = torch.sqrt(v)
+        d = sqrt_into(v)
         if eps:
             d.add_(eps)
         return d

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from gradscope.errors import UnsupportedOptimizerError
+from gradscope.optim._backends import sqrt_into
 from gradscope.optim._core import NotTrackedError, ParamStep, kept_like
 
 __all__ = [
@@ -191,7 +192,7 @@ def _adagrad(group: Mapping[str, Any], p: Tensor, st: Mapping[str, Any], prev: T
     u = ``1 / ((1 + (t-1) lr_decay) (sqrt(sum) + eps))``, direction g.
     """
     decay = 1.0 + (_t(st) - 1.0) * group["lr_decay"]
-    u = st["sum"].sqrt().add_(group["eps"]).mul_(decay).reciprocal_()
+    u = sqrt_into(st["sum"]).add_(group["eps"]).mul_(decay).reciprocal_()
     return u, None, None
 
 
@@ -203,7 +204,7 @@ def _rmsprop(group: Mapping[str, Any], p: Tensor, st: Mapping[str, Any], prev: T
     """
     v = st["square_avg"]
     avg = v.addcmul(st["grad_avg"], st["grad_avg"], value=-1) if group["centered"] else v
-    u = avg.sqrt().add_(group["eps"]).reciprocal_()
+    u = sqrt_into(avg, None if avg is v else avg).add_(group["eps"]).reciprocal_()
     return u, None, v
 
 
@@ -222,7 +223,8 @@ def _nadam(group: Mapping[str, Any], p: Tensor, st: Mapping[str, Any], prev: Ten
     (sqrt(v / bc2) + eps)``.
     """
     bc2 = 1.0 - group["betas"][1] ** _t(st)
-    u = st["exp_avg_sq"].div(bc2).sqrt_().add_(group["eps"]).reciprocal_()
+    vb = st["exp_avg_sq"].div(bc2)
+    u = sqrt_into(vb, vb).add_(group["eps"]).reciprocal_()
     return u, st["exp_avg"], st["exp_avg_sq"]
 
 
@@ -249,7 +251,7 @@ def _radam(group: Mapping[str, Any], p: Tensor, st: Mapping[str, Any], prev: Ten
         u = torch.ones((), dtype=p.dtype, device=p.device)
     else:
         bc2 = 1.0 - group["betas"][1] ** t
-        u = st["exp_avg_sq"].sqrt().add_(group["eps"]).reciprocal_().mul_(rect * bc2**0.5)
+        u = sqrt_into(st["exp_avg_sq"]).add_(group["eps"]).reciprocal_().mul_(rect * bc2**0.5)
     return u, st["exp_avg"], st["exp_avg_sq"]
 
 
@@ -573,8 +575,8 @@ def _torch_adam(opt: torch.optim.Optimizer, snap: _Snapshot | None) -> list[Torc
             v = st["max_exp_avg_sq"] if group["amsgrad"] else st["exp_avg_sq"]
             # the same operations as torch's step, in place on two fresh (or kept) tensors
             ub = snap.buffer_u(p, v) if snap is not None and p in snap.prev else None
-            u = torch.sqrt(v, out=ub) if ub is not None else v.sqrt()
-            u.div_(math.sqrt(bc2)).add_(eps).reciprocal_()
+            # torch's bias_correction2_sqrt is bc2**0.5 (math.sqrt differs by an ulp at times)
+            u = sqrt_into(v, ub).div_(bc2**0.5).add_(eps).reciprocal_()
             if snap is not None and p in snap.prev:
                 update = snap.update(p)
             elif decoupled and wd:
