@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/recorder_overhead.py [--models mlp,cnn,resnet18,gpt2]
 [--optimizers gradscope-adam,torch-adamw,torch-sgd] [--steps 30] [--repeats 3]
-[--threads 1] [--size-steps 1000] [--reduce eager,compiled] [--clock wall|cpu]``.
+[--threads 1] [--size-steps 1000] [--reduce eager,compiled] [--clock wall|cpu] [--floor]``.
 
 ``--clock cpu`` times with ``time.process_time`` (this process's CPU time) instead of the
 wall clock: on a shared machine it leaves out the time other processes take the core, so
@@ -30,8 +30,10 @@ subsample), ``summary+hist`` (and fixed-bin histograms with quantiles), ``all`` 
 4,096-coordinate subsample of grad, update and stepsize). Runs are interleaved round by
 round (every mode once per repeat) and the medians over repeats are printed, so slow
 drifts of a shared machine hit all modes alike; still, quote the machine load with the
-numbers. ``--size-steps N`` adds one ``defaults`` run of N steps per model (batch of two:
-the file size does not depend on the batch) and prints its bytes per step.
+numbers. ``--floor`` adds the memory traffic any exact reader of the step pays, timed as
+plain passes (:func:`floor`): a lower bound for ``added`` on this machine.
+``--size-steps N`` adds one ``defaults`` run of N steps per model (batch of two: the file
+size does not depend on the batch) and prints its bytes per step.
 """
 
 from __future__ import annotations
@@ -146,6 +148,77 @@ def run_once(model_name: str, optim: str, kw: dict | None, steps: int, path: Pat
     return {"total": total, "inner": inner, "bytes": size}
 
 
+def _median_ms(fn: Callable[[], object], repeats: int = 7) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = CLOCK()
+        fn()
+        times.append(CLOCK() - t0)
+    return statistics.median(times) * 1e3
+
+
+def floor(model_name: str, optim: str, path: Path) -> dict[str, float]:
+    """The memory traffic any exact reader of the step must pay, timed as plain passes (ms).
+
+    After four recorded steps (which fix the recorded quantities), each layer value is
+    moved the least number of times a reader that runs after the optimizer's step can move
+    it, each move timed as the cheapest torch call that makes it (``sum``: one read,
+    ``copy_``: one read and one write), per layer, summed over layers:
+
+    * ``read``: one read of every recorded quantity (statistics need every coordinate);
+    * ``cosine``: for grad and update, one read of the previous value and one write of this
+      one (the inner product needs both, and the next step needs this one);
+    * ``step`` (torch's optimizers only): the copy of the parameters before the step and
+      the subtraction that gives the update after it, and for Adam the stepsize written
+      once (read v, write u).
+
+    No arithmetic is counted, so the sum is a lower bound for the recorder's added time
+    on this machine, whatever the kernels; set against the targets it says whether a
+    target can be met by reading the step after it (docs/run-format.md, "Cost").
+    """
+    make, make_batch, bs = MODELS[model_name]
+    torch.manual_seed(0)
+    model = make()
+    opt = OPTIMIZERS[optim](model.parameters())
+    inputs, loss_of = make_batch(bs)
+    rec = Recorder(model, opt, path, overwrite=True, hist_every=None, sample=0)
+    for _ in range(4):
+        opt.zero_grad(set_to_none=True)
+        loss_of(model(*inputs)).backward()
+        opt.step()
+    quantities, cosine = rec.quantities, rec.cosine_quantities
+    rec.close()
+    params = [p for p in model.parameters() if p.grad is not None]
+    values: list[torch.Tensor] = []
+    for p in params:
+        st = opt.state.get(p, {})
+        for q in quantities:
+            if q == "grad":
+                values.append(p.grad)
+            elif q in ("param", "update", "stepsize"):
+                values.append(p.detach())  # parameter-sized, as these are
+            elif q in st and isinstance(st[q], torch.Tensor) and st[q].numel() == p.numel():
+                values.append(st[q])
+    bufs = [torch.empty_like(p) for p in params]
+    out = {"read": _median_ms(lambda: [v.sum() for v in values])}
+    prev = [b for b in bufs for _ in cosine]
+    cur = [p.detach() for p in params for _ in cosine]
+    out["cosine"] = _median_ms(lambda: [b.copy_(x) for b, x in zip(prev, cur)]) + _median_ms(
+        lambda: [b.sum() for b in prev]
+    )
+    step = 0.0
+    if not isinstance(opt, gradscope.optim.TrackedOptimizer):
+        ps = [p.detach() for p in params]
+        step += _median_ms(lambda: [b.copy_(x) for b, x in zip(bufs, ps)])
+        step += _median_ms(lambda: [torch.sub(x, b, out=b) for b, x in zip(bufs, ps)])
+        vs = [opt.state[p]["exp_avg_sq"] for p in params if "exp_avg_sq" in opt.state[p]]
+        step += _median_ms(lambda: [b.copy_(v) for b, v in zip(bufs, vs)])
+    out["step"] = step
+    out["total"] = out["read"] + out["cosine"] + step
+    return out
+
+
 def paired(times: list[float]) -> tuple[float, float]:
     """Median recorded and unrecorded step of an ``every=2`` run (timed steps start at 4)."""
     on = [t for j, t in enumerate(times) if (j + 4) % 2 == 0]
@@ -185,6 +258,7 @@ def main() -> None:
     ap.add_argument("--size-steps", type=int, default=0)
     ap.add_argument("--reduce", default="eager,compiled")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall")
+    ap.add_argument("--floor", action="store_true", help="also time the memory-traffic floor")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     global CLOCK
@@ -237,6 +311,13 @@ def main() -> None:
                         f"{med(defaults_mean[b]):.2f} (mean over steps 4-{args.steps + 3})"
                     )
                 print(f"  {med(nbytes) / 1024:.0f} KB per step over {args.steps + 3} steps")
+                if args.floor:
+                    fl = floor(name, optim, tmp / "f.h5")
+                    x_plain = 1 + fl["total"] / (med(plain) * 1e3)
+                    print(f"  floor (plain memory passes, summary mode): {fl['total']:.1f} ms = "
+                          f"{fl['total'] / (o * 1e3):.2f} x opt, x plain {x_plain:.2f} "
+                          f"(read {fl['read']:.1f}, cosine {fl['cosine']:.1f}, "
+                          f"step {fl['step']:.1f})")  # fmt: skip
                 for b in backends:
                     am = amortised({m.split(" [")[0]: med(added[m]) for m in modes
                                     if m.endswith(f"[{b}]")}, med(plain))  # fmt: skip
