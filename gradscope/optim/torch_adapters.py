@@ -130,8 +130,9 @@ class _Snapshot:
                     copies = {k: st[k].detach().clone() for k in self.keys if k in st}
                     if copies:
                         self.prev_state[p] = copies
-        if self.reuse:
-            self.kept = kept  # parameters no longer stepped release their buffers
+        if self.reuse:  # parameters no longer stepped release their buffers
+            self.kept = kept
+            self.kept_u = {p: u for p, u in self.kept_u.items() if p in kept}
 
     def buffer_u(self, p: Tensor, like: Tensor) -> Tensor | None:
         """A kept buffer for ``p``'s stepsize shaped like ``like`` (``None``: no reuse)."""

@@ -117,6 +117,25 @@ def test_torch_parameter_skipped_by_the_step_is_not_reported(cls):
     assert len(reported) == 1 and reported[0] is a
 
 
+def test_kept_buffers_of_a_parameter_no_longer_stepped_are_released():
+    """track(reuse=True) keeps a copy and a stepsize buffer per stepped parameter; a
+    parameter the step skips (grad None: frozen mid-run) gives both back."""
+    from gradscope.optim import torch_adapters
+
+    a, b = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2))
+    opt = torch.optim.Adam([a, b], lr=0.1)
+    introspect.track(opt, reuse=True)
+    snap = torch_adapters._SNAPSHOTS[opt]
+    a.grad, b.grad = torch.full((3,), 0.5), torch.full((2,), -1.0)
+    opt.step()
+    introspect.last_step(opt)
+    assert set(snap.kept) == {a, b} and set(snap.kept_u) == {a, b}
+    b.grad = None
+    opt.step()
+    assert [ps.param for ps in introspect.last_step(opt)] == [a]
+    assert set(snap.kept) == {a} and set(snap.kept_u) == {a}
+
+
 REUSE_CASES = [
     *TORCH_CASES,
     (torch.optim.Adagrad, dict(lr=0.1)),
