@@ -993,10 +993,9 @@ def draw_and_export(
             profile=prof,
         )
     figures: Figures = []
-    for (sec, rec, fig), (written, png) in zip(drawn, rendered):
+    for (sec, rec, _), (written, png) in zip(drawn, rendered):
         files += written
         figures.append((sec.title, sec.caption(rec, ctx), png, an.verdicts.get(sec.key, "")))
-        style.close(fig)
     return figures, files, {sec.key for sec, _, _ in drawn}
 
 
@@ -1012,17 +1011,22 @@ def render_figures(
     jobs: int | None = None,
     profile: dict[str, float] | None = None,
 ) -> list[tuple[list[Path], bytes]]:
-    """Write ``stem.<fmt>`` of each figure; return each one's paths and PNG bytes.
+    """Write ``stem.<fmt>`` of each figure, then close it; return each one's paths and PNG bytes.
 
     The figures are rendered by up to ``jobs`` forked worker processes (``None``: one per
-    usable core; the bytes are the same as with ``jobs=1``). Call it inside the theme the
-    figures were drawn in: rendering reads matplotlib's settings. ``profile`` receives the
-    seconds under ``"render figures"``.
+    usable core; the bytes are the same as with ``jobs=1``) and closed afterwards, also
+    when rendering fails. Call it inside the theme the figures were drawn in: rendering
+    reads matplotlib's settings. ``profile`` receives the seconds under
+    ``"render figures"``.
     """
     from gradscope.plot import style
 
     t0 = time.perf_counter()
-    out = fork_map(lambda i: style.save(figs[i], stems[i], formats), len(figs), jobs)
+    try:
+        out = fork_map(lambda i: style.save(figs[i], stems[i], formats), len(figs), jobs)
+    finally:
+        for fig in figs:
+            style.close(fig)
     if profile is not None:
         _add(profile, "render figures", t0)
     return out

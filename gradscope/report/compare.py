@@ -178,10 +178,9 @@ def compare_runs(
             profile=profile,
         )
     figures = []
-    for (sec, caption, fig), (written, png) in zip(drawn, rendered):
+    for (sec, caption, _), (written, png) in zip(drawn, rendered):
         files += written
         figures.append((sec.title, caption, png, ""))
-        style.close(fig)
     t0 = time.perf_counter()
     data = out_dir / "comparison.json"
     data.write_text(
