@@ -16,7 +16,8 @@ cosines, histograms and subsamples. Large layers take one of two moment kernels:
 * ``eager`` (the reference): :func:`~gradscope.record.summaries.raw_moments`, a float32
   pass for the shift and float64 chunks for the shifted sums;
 * ``compiled``: :func:`~gradscope.record.summaries.fused_moments`, one generated pass over
-  the float32 data (sum and sum of squares about a shift, in float64, and min/max; for
+  the float32 data (:func:`~gradscope.record.summaries.fused_moments_many`: all of a
+  layer's values in one call) (sum and sum of squares about a shift, in float64, and min/max; for
   cosine quantities also the inner product with the previous value and its copy). Its shift
   is the layer's mean at the previous recorded step (its first coordinate at the first), so
   no pass is spent on it; a shift far from the mean is caught on the host and the layer is
@@ -232,9 +233,10 @@ class StepReducer:
         put = batch.put
         lay = self.layout
         if plan.summary:
+            merged = self._merged_moments(values) if self.compiled else frozenset()
             flats: dict[str, torch.Tensor] = {}  # the small layers of a quantity, end to end
             for q in lay.quantities:
-                flats_q = self._moments(q, values[q], qn[q])
+                flats_q = self._moments(q, values[q], qn[q], merged)
                 if flats_q is not None:
                     flats[q] = flats_q
                 put("raw", q, self._raw[q])
@@ -263,14 +265,75 @@ class StepReducer:
                 put("samples", q, torch.cat(cols))
         return batch.fetch()  # the one transfer
 
+    def _merged_moments(
+        self, values: Mapping[str, Sequence[torch.Tensor | None]]
+    ) -> frozenset[tuple[str, int]]:
+        """Raw rows (and cosine products) of each large layer's values in one compiled call.
+
+        Per large layer, the quantities whose value is a full contiguous float32 tensor of
+        the layer's size go through :func:`~gradscope.record.summaries.fused_moments_many`
+        together (cosine quantities last, with their previous values); the others are left
+        to :meth:`_moments`. Returns the ``(quantity, column)`` pairs done here.
+        """
+        lay = self.layout
+        done: set[tuple[str, int]] = set()
+        for c in self._big_cols:
+            n = lay.n[c]
+            if n <= lay.small_max:
+                continue
+            full = [
+                q
+                for q in lay.quantities
+                if (v := values[q][c]) is not None
+                and v.dim() > 0
+                and v.numel() == n
+                and v.dtype == torch.float32
+                and v.is_contiguous()
+            ]
+            if len(full) < 2:
+                continue
+            cos = [q for q in full if q in lay.cosine_quantities]
+            order = [q for q in full if q not in cos] + cos
+            xs = [v for q in order if (v := values[q][c]) is not None]  # all of them
+            shifts = torch.stack(
+                [
+                    self._shift_rows[q][c] if self._shift_ok[q][c] else x.reshape(-1)[0].double()
+                    for q, x in zip(order, xs)
+                ]
+            )
+            rows = torch.empty(len(order), len(sm.RAW), dtype=torch.float64, device=self.device)
+            dots = torch.empty(len(cos), dtype=torch.float64, device=self.device)
+            prevs = [self._prev_for(q, c, n) for q in cos]
+            sm.fused_moments_many(xs, shifts, rows, prevs, dots)
+            for q, row in zip(order, rows.unbind(0)):
+                self._raw_rows[q][c].copy_(row)
+                done.add((q, c))
+            for q, dot in zip(cos, dots.unbind(0)):
+                if self._prev_ok[q][c]:
+                    self._dot_rows[q][c].copy_(dot)
+                else:
+                    self._dot_rows[q][c].fill_(float("nan"))
+                self._prev_ok[q][c] = True
+                self._fused_dot[q].add(c)
+        return frozenset(done)
+
     def _moments(
-        self, q: str, vals: Sequence[torch.Tensor | None], qn: Sequence[int]
+        self,
+        q: str,
+        vals: Sequence[torch.Tensor | None],
+        qn: Sequence[int],
+        merged: frozenset[tuple[str, int]] = frozenset(),
     ) -> torch.Tensor | None:
-        """Fill ``q``'s raw moment rows; return the small layers' flat buffer if any."""
+        """Fill ``q``'s raw moment rows; return the small layers' flat buffer if any.
+
+        Rows of ``merged`` (filled by :meth:`_merged_moments`) are left as they are.
+        """
         small = self._small_values(vals)
         fused = self.compiled
         cos = q in self.layout.cosine_quantities
         for c, (v, n, row) in enumerate(zip(vals, qn, self._raw_rows[q])):
+            if (q, c) in merged:
+                continue
             if v is None:
                 row.fill_(float("nan"))
             elif small is not None and c in self._small_set:

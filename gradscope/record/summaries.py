@@ -146,20 +146,39 @@ def _one_pass_dot(
     return row, dot
 
 
+def _many_pass(
+    xs: list[torch.Tensor], c: torch.Tensor, prevs: list[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_one_pass` of each of ``xs`` (shift ``c[i]``): the body of :func:`fused_moments_many`.
+
+    The last ``len(prevs)`` of them also get :func:`_one_pass_dot`'s product and copy.
+    """
+    rows = []
+    for i, x in enumerate(xs):
+        d = x.to(torch.float64) - c[i]
+        lo, hi = x.min().to(torch.float64), x.max().to(torch.float64)
+        rows.append(torch.stack([c[i], d.sum(), (d * d).sum(), lo, hi]))
+    k0 = len(xs) - len(prevs)
+    dots = [(xs[k0 + j].to(torch.float64) * p.to(torch.float64)).sum() for j, p in enumerate(prevs)]
+    for j, p in enumerate(prevs):
+        p.copy_(xs[k0 + j])
+    return torch.stack(rows), torch.stack(dots) if dots else c[:0]
+
+
 _COMPILED: dict[str, Any] = {}
 _AVAILABLE: set[str] = set()  # device kinds where the trial compile worked
 _UNAVAILABLE: dict[str, str] = {}  # and where it failed, with the reason
 
 
 def _kernel(name: str) -> Any:
-    """The compiled form of ``_one_pass`` or ``_one_pass_dot`` (compiled once per process).
+    """The compiled form of ``_one_pass``, ``_one_pass_dot`` or ``_many_pass``.
 
-    ``dynamic=True``: one generated kernel serves every layer size (and a float64 input
-    its own).
+    Compiled once per process; ``dynamic=True``: one generated kernel serves every layer
+    size (and a float64 input, or another number of tensors for ``_many_pass``, its own).
     """
     fn = _COMPILED.get(name)
     if fn is None:
-        body = _one_pass if name == "moments" else _one_pass_dot
+        body = {"moments": _one_pass, "dot": _one_pass_dot, "many": _many_pass}[name]
         fn = torch.compile(body, dynamic=True, fullgraph=True)
         _COMPILED[name] = fn
     return fn
@@ -242,6 +261,42 @@ def fused_moments(
     out.copy_(row)
     if dot_out is not None:
         dot_out.copy_(dot)
+    return out
+
+
+def fused_moments_many(
+    xs: Sequence[torch.Tensor],
+    shifts: torch.Tensor,
+    out: torch.Tensor,
+    prevs: Sequence[torch.Tensor] = (),
+    dots_out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`fused_moments` of several values of one layer in one compiled call.
+
+    The same arithmetic as one :func:`fused_moments` call per value (each sum in float64
+    about its own shift), in one generated kernel whose loops run side by side over the
+    layer's coordinates: a layer's grad, moments, stepsize, update and parameter cost one
+    call instead of six. On the CPU a call costs about 0.1 ms before any arithmetic, which
+    on layers of 10^4-10^5 coordinates is most of the reduction (a transformer's layers:
+    0.87 against 0.40 ms a layer for six values of 16K coordinates, two with cosines).
+
+    Args:
+        xs: full float32 layer values, all of one size; the last ``len(prevs)`` of them
+            have a previous value (the cosine quantities).
+        shifts: float64 ``(len(xs),)``: each value's shift (see :func:`fused_moments`).
+        out: float64 ``(len(xs), 5)`` rows to write.
+        prevs: float32 previous values (read, then overwritten with their ``xs``).
+        dots_out: float64 ``(len(prevs),)`` for the inner products.
+
+    Returns:
+        ``out``.
+    """
+    fs = [_standalone(_flat(x)) for x in xs]
+    with torch.no_grad():
+        rows, dots = _kernel("many")(fs, shifts, [_standalone(p) for p in prevs])
+    out.copy_(rows)
+    if dots_out is not None:
+        dots_out.copy_(dots)
     return out
 
 

@@ -44,11 +44,21 @@ def step_values(rng, t):
 
 
 @pytest.mark.parametrize("compiled", [False, True])
-def test_reducer_statistics_and_cosines_match_float64(compiled):
+def test_reducer_statistics_and_cosines_match_float64(compiled, monkeypatch):
     """Three steps through reduce + summarize: every moment within 1e-12 of NumPy float64
     on the concatenated coordinates, a 0-d value as n equal coordinates, NaN for a missing
     layer, and cosines to the previous step's value (the compiled kernel's shifts are the
-    previous step's means from the second step on)."""
+    previous step's means from the second step on; each large layer's full values go
+    through one call: grad, param and stepsize, then grad and param, the 0-d stepsize on
+    its own)."""
+    calls: list[list[int]] = []
+    many = red.sm.fused_moments_many
+
+    def counted(xs, *args):
+        calls.append([x.numel() for x in xs])
+        return many(xs, *args)
+
+    monkeypatch.setattr(red.sm, "fused_moments_many", counted)
     rng = np.random.default_rng(7)
     lay = layout()
     r = red.StepReducer(lay, torch.device("cpu"), compiled=compiled)
@@ -79,6 +89,8 @@ def test_reducer_statistics_and_cosines_match_float64(compiled):
                 rel = 1e-12 if compiled or SIZES[c] <= red.SMALL_LAYER else 1e-5
                 assert got.cosine[q][c] == pytest.approx(want, rel=rel)
         prev = values
+    want_calls = [[SIZES[0]] * 3, [SIZES[1]] * 2] * 3 if compiled else []
+    assert calls == want_calls
 
 
 def test_reducer_far_shift_is_recomputed_exactly():

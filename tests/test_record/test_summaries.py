@@ -114,6 +114,38 @@ def test_fused_kernel_dot_and_copy(n):
     np.testing.assert_allclose(got[0], np_moments(x.double().numpy()), rtol=1e-12)
 
 
+def test_fused_many_equals_one_call_per_value():
+    """One call for a layer's five values (two with previous values) gives what five
+    single-value calls give: the same rows and products (float64 sums, added in another
+    order by the generated loops: to 1e-13), the
+    previous values overwritten, and the moments within 1e-12 of NumPy float64."""
+    n = 70_001
+    g = torch.Generator().manual_seed(3)
+    xs = [
+        torch.randn(n, generator=g) * s + m for s, m in [(1, 0), (1e-3, 5), (7, -2), (1, 1), (2, 0)]
+    ]
+    prev_a = [torch.randn(n, generator=g) for _ in range(2)]
+    prev_b = [p.clone() for p in prev_a]
+    shifts = torch.tensor([0.0, 5.0, -2.1, float(xs[3][0]), 0.3], dtype=torch.float64)
+    rows = torch.empty(5, 5, dtype=torch.float64)
+    dots = torch.empty(2, dtype=torch.float64)
+    sm.fused_moments_many(xs, shifts, rows, prev_a, dots)
+    for i, x in enumerate(xs):
+        row = torch.empty(5, dtype=torch.float64)
+        dot = torch.empty((), dtype=torch.float64)
+        prev = prev_b[i - 3] if i >= 3 else None
+        sm.fused_moments(
+            x, shifts[i], out=row, prev=prev, dot_out=dot if prev is not None else None
+        )
+        torch.testing.assert_close(rows[i], row, rtol=1e-13, atol=0)
+        got, _ = sm.finalize_moments(rows[i].numpy()[None], np.array([n]), np.array([True]))
+        want = np_moments(x.double().numpy())  # a mean near 0: to 1e-12 of the std
+        np.testing.assert_allclose(got[0], want, rtol=1e-12, atol=1e-12 * want[1])
+        if prev is not None:
+            torch.testing.assert_close(dots[i - 3], dot, rtol=1e-13, atol=0)
+            assert torch.equal(prev_a[i - 3], x) and torch.equal(prev, x)
+
+
 def test_fused_unavailable_falls_back_with_a_warning(monkeypatch):
     """A compile that fails (no C++ compiler) makes ``auto`` take the eager path with one
     warning naming the reason; ``reduce="compiled"`` then refuses with that reason."""
