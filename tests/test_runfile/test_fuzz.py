@@ -135,18 +135,18 @@ def summarize(recs: list[dict]) -> dict[str, collections.Counter]:
 
 
 #: GRADSCOPE_FUZZ_FULL=1 runs all ~330 cases (about 5 min on 2 cores); by default CI runs
-#: every structural edit and a third of the byte-level damage (about 2 min).
+#: every structural edit and a quarter of the byte-level damage (about 1.5 min).
 FULL = os.environ.get("GRADSCOPE_FUZZ_FULL") == "1"
 
 
 @pytest.mark.slow
 def test_every_damaged_file_gets_exit_0_or_one_clean_line(tmp_path):
-    sizes = {} if FULL else {"n_trunc": 25, "n_flip": 25, "n_zero": 25, "n_analyze": 1}
+    sizes = {} if FULL else {"n_trunc": 18, "n_flip": 18, "n_zero": 18, "n_analyze": 1}
     recs = run_fuzz(tmp_path, **sizes)
     good = [r for r in recs if r["case"] == "good"]
     assert [r["exit"] for r in good] == [0] * len(good)
     n_cases = len({r["case"] for r in recs})
-    assert n_cases >= (300 if FULL else 150)
+    assert n_cases >= (300 if FULL else 140)
     bad = {f"{r['case']}/{r['cmd']}: {r.get('first', '')[:160]}": problems(r) for r in recs}
     bad = {k: v for k, v in bad.items() if v}
     assert not bad, json.dumps(bad, indent=1)
