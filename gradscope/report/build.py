@@ -986,11 +986,7 @@ def draw_and_export(
             if progress:
                 progress("figures", i + 1, len(todo))
         rendered = render_figures(
-            [f for _, _, f in drawn],
-            [out_dir / s.file_stem for s, _, _ in drawn],
-            formats,
-            jobs=jobs,
-            profile=prof,
+            [(s.file_stem, f) for s, _, f in drawn], out_dir, formats, jobs=jobs, profile=prof
         )
     figures: Figures = []
     for (sec, rec, _), (written, png) in zip(drawn, rendered):
@@ -1004,14 +1000,16 @@ def _add(profile: dict[str, float], key: str, t0: float) -> None:
 
 
 def render_figures(
-    figs: Sequence[Any],
-    stems: Sequence[Path],
+    figs: Sequence[tuple[str, Any]],
+    out_dir: Path,
     formats: Sequence[str],
     *,
     jobs: int | None = None,
     profile: dict[str, float] | None = None,
 ) -> list[tuple[list[Path], bytes]]:
-    """Write ``stem.<fmt>`` of each figure, then close it; return each one's paths and PNG bytes.
+    """Write ``out_dir/<stem>.<fmt>`` of each ``(stem, figure)``, then close the figures.
+
+    Returns each figure's paths and PNG bytes, in order.
 
     The figures are rendered by up to ``jobs`` forked worker processes (``None``: one per
     usable core; the bytes are the same as with ``jobs=1``) and closed afterwards, also
@@ -1023,9 +1021,11 @@ def render_figures(
 
     t0 = time.perf_counter()
     try:
-        out = fork_map(lambda i: style.save(figs[i], stems[i], formats), len(figs), jobs)
+        out = fork_map(
+            lambda i: style.save(figs[i][1], out_dir / figs[i][0], formats), len(figs), jobs
+        )
     finally:
-        for fig in figs:
+        for _, fig in figs:
             style.close(fig)
     if profile is not None:
         _add(profile, "render figures", t0)

@@ -171,8 +171,8 @@ def compare_runs(
             if progress:
                 progress("figures", i + 1, len(todo))
         rendered = render_figures(
-            [f for _, _, f in drawn],
-            [out_dir / sec.file_stem for sec, _, _ in drawn],
+            [(sec.file_stem, f) for sec, _, f in drawn],
+            out_dir,
             formats,
             jobs=jobs,
             profile=profile,
