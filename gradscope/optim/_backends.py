@@ -608,6 +608,12 @@ class _Traced(_Single):
         x.copy_(torch.maximum(x, y))
 
     @staticmethod
+    def sqrt_(x: Tensor) -> None:
+        # inductor's own square root: sqrt_into's zero count is data-dependent control
+        # flow, which a full graph cannot trace
+        x.copy_(torch.sqrt(x))
+
+    @staticmethod
     def yogi_(v: Tensor, g: Tensor, beta: Scalar) -> None:
         g2 = g * g
         v.add_(torch.sign(v - g2) * g2 * (beta - 1.0))

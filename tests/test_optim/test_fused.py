@@ -263,3 +263,28 @@ def test_fused_and_foreach_together_are_rejected():
 def test_optimizers_outside_the_family_refuse_fused(cls):
     with pytest.raises(ValueError, match="no fused backend"):
         cls([torch.zeros(2, requires_grad=True)], fused=True)
+
+
+@pytest.mark.parametrize("name", ["SETAdam", "Adam"])
+def test_fused_square_roots_of_large_mostly_zero_layers_trace_and_match(name):
+    """A layer of at least ``SQRT_CHECK_MIN`` coordinates whose second moment is mostly
+    exact zeros is where the eager square root counts zeros (data-dependent control flow);
+    the fused graph must take its own root instead, and step as the per-tensor path does.
+    SET-Adam takes its root through ``sqrt_``, Adam through ``sqrt_add``."""
+    n = B.SQRT_CHECK_MIN + 4096
+    gen = torch.Generator().manual_seed(11)
+    grads = []
+    for _ in range(4):
+        g = torch.randn(n, generator=gen)
+        g[: n * 7 // 8] = 0.0  # dead units: v stays exactly 0 there
+        grads.append(g)
+    results = []
+    for fused in (False, True):
+        x = torch.nn.Parameter(torch.linspace(-1.0, 1.0, n))
+        opt = getattr(O, name)([x], lr=0.01, fused=fused)
+        for g in grads:
+            x.grad = g.clone()
+            opt.step()
+        assert int((opt.state[x]["exp_avg_sq"] == 0).sum()) >= n * 7 // 8
+        results.append(x.detach().clone())
+    torch.testing.assert_close(results[1], results[0])
