@@ -648,8 +648,7 @@ class _Traced(_Single):
 
     @staticmethod
     def sumsq(x: Tensor) -> Tensor:
-        w = x.to(torch.float64)
-        return _global((w * w).sum()).to(acc_dtype(x.dtype))
+        return _Traced.dot(x, x)
 
     @staticmethod
     def dot(x: Tensor, y: Tensor) -> Tensor:
